@@ -1,0 +1,62 @@
+//! Tether's API: the custom resource types of group `tether.dev`, version `v1alpha1`.
+//!
+//! Five managed kinds, one per platform (`AppService`, `CivisService`, `ApoloApp`, `UbiService`,
+//! `PeakWebapp`), share a frame ([`common::ManagedFields`], [`common::ManagedStatus`]); `Connection` and
+//! `ClusterConnection` say how to reach a platform account. Validation lives in the schema (types, ranges,
+//! patterns, CEL rules) so the API server rejects a bad manifest at admission, with no webhook.
+
+pub mod apolo;
+pub mod civis;
+pub mod common;
+pub mod connection;
+pub mod iguazio;
+pub mod peak;
+pub mod ubiops;
+
+pub use apolo::{ApoloApp, ApoloAppSpec, ApoloAppStatus};
+pub use civis::{CivisService, CivisServiceSpec, CivisServiceStatus};
+pub use common::*;
+pub use connection::{
+    ClusterConnection, ClusterConnectionSpec, Connection, ConnectionSpec, Platform,
+};
+pub use iguazio::{AppService, AppServiceSpec, AppServiceStatus};
+pub use peak::{PeakWebapp, PeakWebappSpec, PeakWebappStatus};
+pub use ubiops::{UbiService, UbiServiceSpec, UbiServiceStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The API group of every Tether kind.
+pub const GROUP: &str = "tether.dev";
+
+/// Every CRD Tether defines, in a stable order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        AppService::crd(),
+        CivisService::crd(),
+        ApoloApp::crd(),
+        UbiService::crd(),
+        PeakWebapp::crd(),
+        Connection::crd(),
+        ClusterConnection::crd(),
+    ]
+}
+
+/// All CRDs as one YAML stream, as `tether crds` prints it.
+pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
+    Ok(crd_files()?
+        .into_iter()
+        .map(|(_, yaml)| format!("---\n{yaml}"))
+        .collect())
+}
+
+/// One `(file name, YAML)` pair per CRD, as crds/ stores them (`appservices.tether.dev.yaml`, ...).
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml_ng::Error> {
+    crds()
+        .into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            Ok((format!("{name}.yaml"), serde_yaml_ng::to_string(&crd)?))
+        })
+        .collect()
+}
