@@ -71,12 +71,18 @@ Flags:
 	s := &supervisor{dataDir: dir, self: self, exited: make(chan string, 4)}
 	defer s.stopAll()
 
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	// stopping is closed once, on the first signal or (if asked) when stdin closes; everything that must
+	// react to a stop selects on it, so no reader can swallow the event meant for another.
+	stopping := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(stopping) }) }
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-signals; stop() }()
 	if *stdinClose {
 		go func() {
 			_, _ = io.Copy(io.Discard, os.Stdin)
-			stop <- syscall.SIGTERM
+			stop()
 		}()
 	}
 
@@ -84,7 +90,7 @@ Flags:
 	defer cancel()
 	go func() {
 		select {
-		case <-stop:
+		case <-stopping:
 			cancel()
 		case <-ctx.Done():
 		}
@@ -96,7 +102,7 @@ Flags:
 	fmt.Printf("ready %s\n", kubeconfig)
 
 	select {
-	case <-stop:
+	case <-stopping:
 		return nil
 	case name := <-s.exited:
 		return fmt.Errorf("%s exited unexpectedly; see %s", name, filepath.Join(dir, "logs", name+".log"))
@@ -156,6 +162,7 @@ func (s *supervisor) start(ctx context.Context, apiPort int, withKCM bool) (stri
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
 		"--disable-admission-plugins=ServiceAccount",
+		"--endpoint-reconciler-type=none", // the kubernetes Service cannot point at loopback; nothing here needs it
 		"--profiling=false",
 		"--v=0",
 	); err != nil {

@@ -241,10 +241,7 @@ pub enum PermissionLevel {
 #[serde(rename_all = "camelCase")]
 pub struct TokenSpec {
     /// Token name, unique within this resource.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// A compact machine token carrying no user information.
     #[serde(default)]

@@ -162,9 +162,6 @@ pub struct ManagedFields<D: Default = DeletionPolicy> {
     /// Name of a Secret in this namespace that Tether creates (owned by this resource) and fills with the
     /// remote object's endpoints, tokens and outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub write_outputs_to: Option<String>,
 }

@@ -60,10 +60,7 @@ pub struct ClusterConnectionSpec {
     /// Namespaces whose resources may use this connection; `*` allows every namespace.
     #[schemars(
         length(min = 1),
-        inner(
-            length(min = 1, max = 63),
-            regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$")
-        )
+        inner(length(min = 1, max = 63), regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"))
     )]
     pub allowed_namespaces: Vec<String>,
 }
@@ -76,10 +73,7 @@ pub struct ConnectionSettings {
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "platform is immutable"}]))]
     pub platform: Platform,
     /// Base URL of the platform API, e.g. https://api.ubiops.com/v2.1 or https://api.civisanalytics.com.
-    #[schemars(
-        length(min = 1, max = 2048),
-        regex(pattern = r"^https?://[^\s/]+(/\S*)?$")
-    )]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s/]+(/\S*)?$"))]
     pub endpoint: String,
     /// Secret keys holding the credentials the platform needs: Iguazio username and accessKey, Civis and
     /// Peak apiKey, Apolo and UbiOps token.

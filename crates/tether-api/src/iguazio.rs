@@ -33,10 +33,7 @@ pub struct AppServiceSpec {
     #[serde(flatten)]
     pub managed: ManagedFields,
     /// Name of the app service, unique within the tenant; the key Tether finds it by. Immutable.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "name is immutable"}]))]
     pub name: String,
     /// Service kind, e.g. jupyter, shell, grafana, mlrun. Its settings go in `serviceConfig`. Immutable.

@@ -16,9 +16,7 @@ pub mod ubiops;
 pub use apolo::{ApoloApp, ApoloAppSpec, ApoloAppStatus};
 pub use civis::{CivisService, CivisServiceSpec, CivisServiceStatus};
 pub use common::*;
-pub use connection::{
-    ClusterConnection, ClusterConnectionSpec, Connection, ConnectionSpec, Platform,
-};
+pub use connection::{ClusterConnection, ClusterConnectionSpec, Connection, ConnectionSpec, Platform};
 pub use iguazio::{AppService, AppServiceSpec, AppServiceStatus};
 pub use peak::{PeakWebapp, PeakWebappSpec, PeakWebappStatus};
 pub use ubiops::{UbiService, UbiServiceSpec, UbiServiceStatus};

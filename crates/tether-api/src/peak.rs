@@ -28,10 +28,7 @@ pub struct PeakWebappSpec {
     #[serde(flatten)]
     pub managed: ManagedFields,
     /// Webapp name, unique in the tenant; the key Tether finds it by. Immutable.
-    #[schemars(
-        length(min = 1, max = 64),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "name is immutable"}]))]
     pub name: String,
     /// Display title.

@@ -35,17 +35,11 @@ pub struct UbiServiceSpec {
     #[serde(flatten)]
     pub managed: ManagedFields,
     /// UbiOps project holding the service. Immutable.
-    #[schemars(
-        length(min = 1, max = 64),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "project is immutable"}]))]
     pub project: String,
     /// Service name, unique in the project; the key Tether finds it by. Immutable.
-    #[schemars(
-        length(min = 1, max = 64),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "name is immutable"}]))]
     pub name: String,
     /// Deployment in the same project that receives the traffic.

@@ -1,0 +1,74 @@
+//! Helpers shared by the end-to-end tests: reading manifests and sending them to the API server as
+//! dynamic objects, whatever their kind.
+
+use std::path::Path;
+
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use kube::{Client, ResourceExt};
+
+/// Every YAML document of a file, as JSON values.
+pub fn manifests(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}
+
+/// The document of `kind` in an example file of the repository (examples/<file>).
+pub fn example(file: &str, kind: &str) -> serde_json::Value {
+    let path = tether_testenv::repo_root().join("examples").join(file);
+    manifests(&path)
+        .into_iter()
+        .find(|doc| doc["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {}", path.display()))
+}
+
+/// An API handle for the object's kind, namespaced to `ns` unless the kind is cluster-scoped.
+pub async fn api_for(client: &Client, ns: &str, obj: &serde_json::Value) -> Api<DynamicObject> {
+    let api_version = obj["apiVersion"].as_str().expect("apiVersion");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, obj["kind"].as_str().expect("kind"));
+    let (resource, caps) = pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("discovery of {gvk:?}: {e}"));
+    if caps.scope == kube::discovery::Scope::Namespaced {
+        Api::namespaced_with(client.clone(), ns, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    }
+}
+
+/// Creates the object (optionally as a server-side dry run) and returns the API server's answer.
+pub async fn create(
+    client: &Client,
+    ns: &str,
+    obj: &serde_json::Value,
+    dry_run: bool,
+) -> Result<DynamicObject, kube::Error> {
+    let api = api_for(client, ns, obj).await;
+    let mut dynamic: DynamicObject = serde_json::from_value(obj.clone()).expect("a Kubernetes object");
+    if api.resource_url().contains("/namespaces/") {
+        dynamic.metadata.namespace = Some(ns.to_string());
+    } else {
+        // Cluster-scoped test objects get the test's unique suffix, so parallel tests never collide.
+        let name = format!("{}-{ns}", dynamic.name_any());
+        dynamic.metadata.name = Some(name);
+    }
+    api.create(
+        &PostParams {
+            dry_run,
+            ..Default::default()
+        },
+        &dynamic,
+    )
+    .await
+}
+
+/// `base` with an RFC 7386 JSON merge patch applied.
+pub fn merged(base: &serde_json::Value, patch: serde_json::Value) -> serde_json::Value {
+    let mut out = base.clone();
+    json_patch::merge(&mut out, &patch);
+    out
+}
