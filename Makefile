@@ -3,22 +3,29 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help test lint control-plane crds
+.PHONY: help test lint unit conformance control-plane crds
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-test: lint control-plane ## The whole test suite: format, lints, unit and integration tests (real kube-apiserver)
-	@mkdir -p target
-	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" $(CARGO) test --workspace --all-targets --locked 2>&1 \
-	  | tee target/test.log
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
+test: lint unit conformance ## The whole suite: lints, Rust tests (real kube-apiserver), SDK conformance
+	@tools/test-summary target/test-unit.log target/test-conformance.log
 
 lint: ## cargo fmt --check, clippy with warnings as errors, gofmt and go vet on the control plane
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@test -z "$$(gofmt -l tools/control-plane)" || { echo "gofmt: run gofmt -w tools/control-plane"; exit 1; }
 	cd tools/control-plane && go vet -mod=readonly ./...
+
+unit: ## Rust unit and integration tests (builds the control plane first if needed)
+	@mkdir -p target
+	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" $(CARGO) test --workspace --all-targets --locked 2>&1 \
+	  | tee target/test-unit.log
+
+conformance: ## The vendors' Python SDKs against `tether sim` (installs them into a cached virtualenv)
+	@mkdir -p target
+	$(CARGO) build -p tether --locked
+	"$$(tests/conformance/setup.sh)" -m pytest -p no:cacheprovider tests/conformance 2>&1 | tee target/test-conformance.log
 
 control-plane: ## Build (once, cached by source hash) the etcd + kube-apiserver binary and print its path
 	@tools/control-plane/build.sh

@@ -1,4 +1,103 @@
-//! Stateful simulators of the five platform APIs (axum), faithful to shared/platforms/*.md and judged by
-//! the vendors' own SDKs, with fault injection and request counters, for tests, the demo and benchmarks.
+//! Stateful simulators of the platform APIs (axum), faithful to shared/platforms/*.md and judged by the
+//! vendors' own SDKs (tests/conformance), with fault injection and request counters ([`control`]), for
+//! tests, the demo and benchmarks.
 //!
-//! Not written yet (issue "Faithful simulators"); this crate holds the place in the layout.
+//! Served so far: UbiOps ([`ubiops`]). Iguazio, Civis, Apolo and Peak are still to come.
+
+pub mod control;
+pub mod ubiops;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+
+/// Largest request body a simulator reads; a larger one gets the platform's validation error.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The platforms a simulator exists for.
+pub const PLATFORMS: &[&str] = &["ubiops"];
+
+/// One running simulator: where it listens and how a client authenticates, named as the vendor's SDK
+/// names its settings.
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint {
+    /// Base URL a client (or the vendor SDK) is pointed at.
+    pub url: String,
+    /// Credentials, keyed as the vendor SDK names them.
+    pub credentials: Map<String, Value>,
+    /// Fixtures the simulator was seeded with that a client must reference.
+    pub seeded: Value,
+}
+
+/// Settings shared by every simulator.
+#[derive(Clone, Copy, Debug)]
+pub struct SimOptions {
+    /// How long asynchronous transitions take (0 for benchmarks).
+    pub delay: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Starts the simulator of `platform` on `addr` (port 0: a free port) and returns its endpoint; it serves
+/// until the process ends.
+pub async fn spawn(platform: &str, addr: SocketAddr, options: SimOptions) -> std::io::Result<Endpoint> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let (router, endpoint) = match platform {
+        "ubiops" => {
+            let state = ubiops::SimState::new(ubiops::DEFAULT_TOKEN, options.delay);
+            let credentials = serde_json::json!({"token": ubiops::DEFAULT_TOKEN, "project": "proj"});
+            let endpoint = Endpoint {
+                url: format!("http://{local}/v2.1"),
+                credentials: credentials.as_object().cloned().unwrap_or_default(),
+                seeded: ubiops::SimState::seeded(),
+            };
+            (ubiops::router(state), endpoint)
+        }
+        other => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!(
+                    "no simulator for platform {other:?} (available: {})",
+                    PLATFORMS.join(", ")
+                ),
+            ));
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "simulator stopped");
+        }
+    });
+    Ok(endpoint)
+}
+
+/// The current time as the platforms print it: UTC, microseconds, `Z`.
+pub(crate) fn now_micros() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Parses a request body as a JSON object; the error says what is wrong, in words for the platform's
+/// error body. An empty body counts as `{}` (SDKs send none on some calls).
+pub(crate) fn read_json(body: &[u8]) -> Result<Map<String, Value>, String> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(format!("Request body too large: at most {MAX_BODY_BYTES} bytes"));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("Invalid data. Expected a dictionary.".into()),
+        Err(e) => Err(format!("JSON parse error - {e}")),
+    }
+}

@@ -23,6 +23,28 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Run simulators of the platform APIs on loopback, each on its own port, until interrupted.
+    ///
+    /// The endpoints file is JSON keyed by platform, each with `url`, `credentials` (named as the vendor
+    /// SDK names them) and `seeded` (fixtures a client must reference). Control API of each simulator:
+    /// `<origin>/_sim/{counters,faults,reset,state,seed,fail}`.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SimArgs {
+    /// Platforms to simulate: `all` or a comma-separated list (available: ubiops).
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    platforms: Vec<String>,
+    /// Write the endpoints (URLs, credentials, seeded fixtures) to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    endpoints_file: Option<std::path::PathBuf>,
+    /// Delay of asynchronous platform transitions, in milliseconds (0 for benchmarks).
+    #[arg(long, default_value_t = 300)]
+    delay_ms: u64,
+    /// Address to listen on; port 0 gives each simulator a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +59,38 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(dir.join(file), yaml)?;
             }
         }
+        Command::Sim(args) => run_sim(args)?,
     }
+    Ok(())
+}
+
+#[tokio::main]
+async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let platforms: Vec<&str> = if args.platforms.iter().any(|p| p == "all") {
+        tether_sim::PLATFORMS.to_vec()
+    } else {
+        args.platforms.iter().map(String::as_str).collect()
+    };
+    let options = tether_sim::SimOptions {
+        delay: std::time::Duration::from_millis(args.delay_ms),
+    };
+    let mut endpoints = serde_json::Map::new();
+    for platform in platforms {
+        let endpoint = tether_sim::spawn(platform, args.listen, options).await?;
+        eprintln!("{platform}: {}", endpoint.url);
+        endpoints.insert(platform.to_string(), serde_json::to_value(endpoint)?);
+    }
+    let json = serde_json::to_string_pretty(&endpoints)?;
+    match &args.endpoints_file {
+        Some(path) => {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, json)?;
+            std::fs::rename(&tmp, path)?;
+            eprintln!("endpoints written to {}", path.display());
+        }
+        None => println!("{json}"),
+    }
+    tokio::signal::ctrl_c().await?;
     Ok(())
 }
