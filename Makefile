@@ -25,7 +25,10 @@ unit: ## Rust unit and integration tests (builds the control plane first if need
 conformance: ## The vendors' Python SDKs against `tether sim` (installs them into a cached virtualenv)
 	@mkdir -p target
 	$(CARGO) build -p tether --locked
-	"$$(tests/conformance/setup.sh)" -m pytest -p no:cacheprovider tests/conformance 2>&1 | tee target/test-conformance.log
+	for req in tests/conformance/requirements/*.txt; do \
+	  platform=$$(basename "$$req" .txt); \
+	  "$$(tests/conformance/setup.sh "$$platform")" -m pytest -p no:cacheprovider "tests/conformance/test_$$platform.py" || exit 1; \
+	done 2>&1 | tee target/test-conformance.log
 
 control-plane: ## Build (once, cached by source hash) the etcd + kube-apiserver binary and print its path
 	@tools/control-plane/build.sh
