@@ -2,9 +2,10 @@
 //! vendors' own SDKs (tests/conformance), with fault injection and request counters ([`control`]), for
 //! tests, the demo and benchmarks.
 //!
-//! Served so far: UbiOps ([`ubiops`]). Iguazio, Civis, Apolo and Peak are still to come.
+//! Served so far: UbiOps ([`ubiops`]) and Peak ([`peak`]). Iguazio, Civis and Apolo are still to come.
 
 pub mod control;
+pub mod peak;
 pub mod ubiops;
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use tokio::net::TcpListener;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The platforms a simulator exists for.
-pub const PLATFORMS: &[&str] = &["ubiops"];
+pub const PLATFORMS: &[&str] = &["ubiops", "peak"];
 
 /// One running simulator: where it listens and how a client authenticates, named as the vendor's SDK
 /// names its settings.
@@ -62,6 +63,17 @@ pub async fn spawn(platform: &str, addr: SocketAddr, options: SimOptions) -> std
                 seeded: ubiops::SimState::seeded(),
             };
             (ubiops::router(state), endpoint)
+        }
+        "peak" => {
+            let origin = format!("http://{local}");
+            let state = peak::SimState::new(peak::DEFAULT_TOKEN, options.delay, &origin);
+            let credentials = serde_json::json!({"api_key": peak::DEFAULT_TOKEN});
+            let endpoint = Endpoint {
+                url: origin,
+                credentials: credentials.as_object().cloned().unwrap_or_default(),
+                seeded: peak::SimState::seeded(),
+            };
+            (peak::router(state), endpoint)
         }
         other => {
             return Err(std::io::Error::new(
