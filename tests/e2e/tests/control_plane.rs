@@ -102,3 +102,50 @@ fn kubectl_works_against_the_kubeconfig() {
     }
     panic!("kubectl explain never showed the field's description; it said: {said}");
 }
+
+/// kube-controller-manager's garbage collector runs: Tether's output Secrets rely on owner references.
+#[tokio::test]
+async fn dependents_are_garbage_collected_with_their_owner() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::api::{DeleteParams, ObjectMeta, PostParams};
+
+    let ns = TestNamespace::new("gc").await;
+    let maps: Api<ConfigMap> = Api::namespaced(ns.client.clone(), &ns.name);
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let owner = ConfigMap {
+        metadata: meta("owner"),
+        ..Default::default()
+    };
+    let owner = maps
+        .create(&PostParams::default(), &owner)
+        .await
+        .expect("owner created");
+    let mut dependent = ConfigMap {
+        metadata: meta("dependent"),
+        ..Default::default()
+    };
+    dependent.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "owner".into(),
+        uid: owner.metadata.uid.clone().expect("uid"),
+        ..Default::default()
+    }]);
+    maps.create(&PostParams::default(), &dependent)
+        .await
+        .expect("dependent created");
+    maps.delete("owner", &DeleteParams::default())
+        .await
+        .expect("owner deleted");
+    for _ in 0..300 {
+        if maps.get_opt("dependent").await.expect("get").is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the dependent outlived its owner by 30 s: is the garbage collector running?");
+}
