@@ -2,9 +2,11 @@
 //! vendors' own SDKs (tests/conformance), with fault injection and request counters ([`control`]), for
 //! tests, the demo and benchmarks.
 //!
-//! Served so far: UbiOps ([`ubiops`]) and Peak ([`peak`]). Iguazio, Civis and Apolo are still to come.
+//! Served so far: Iguazio ([`iguazio`]), UbiOps ([`ubiops`]) and Peak ([`peak`]). Civis and Apolo are
+//! still to come.
 
 pub mod control;
+pub mod iguazio;
 pub mod peak;
 pub mod ubiops;
 
@@ -19,7 +21,7 @@ use tokio::net::TcpListener;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The platforms a simulator exists for.
-pub const PLATFORMS: &[&str] = &["ubiops", "peak"];
+pub const PLATFORMS: &[&str] = &["iguazio", "ubiops", "peak"];
 
 /// One running simulator: where it listens and how a client authenticates, named as the vendor's SDK
 /// names its settings.
@@ -63,6 +65,17 @@ pub async fn spawn(platform: &str, addr: SocketAddr, options: SimOptions) -> std
                 seeded: ubiops::SimState::seeded(),
             };
             (ubiops::router(state), endpoint)
+        }
+        "iguazio" => {
+            let state = iguazio::SimState::new(options.delay);
+            let credentials =
+                serde_json::json!({"username": iguazio::DEFAULT_USERNAME, "access_key": iguazio::DEFAULT_ACCESS_KEY});
+            let endpoint = Endpoint {
+                url: format!("http://{local}"),
+                credentials: credentials.as_object().cloned().unwrap_or_default(),
+                seeded: iguazio::SimState::seeded(),
+            };
+            (iguazio::router(state), endpoint)
         }
         "peak" => {
             let origin = format!("http://{local}");
