@@ -2,9 +2,10 @@
 //! vendors' own SDKs (tests/conformance), with fault injection and request counters ([`control`]), for
 //! tests, the demo and benchmarks.
 //!
-//! Served so far: Iguazio ([`iguazio`]), UbiOps ([`ubiops`]) and Peak ([`peak`]). Civis and Apolo are
-//! still to come.
+//! Served so far: Iguazio ([`iguazio`]), Apolo ([`apolo`]), UbiOps ([`ubiops`]) and Peak ([`peak`]).
+//! Civis is still to come.
 
+pub mod apolo;
 pub mod control;
 pub mod iguazio;
 pub mod peak;
@@ -21,7 +22,7 @@ use tokio::net::TcpListener;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The platforms a simulator exists for.
-pub const PLATFORMS: &[&str] = &["iguazio", "ubiops", "peak"];
+pub const PLATFORMS: &[&str] = &["iguazio", "apolo", "ubiops", "peak"];
 
 /// One running simulator: where it listens and how a client authenticates, named as the vendor's SDK
 /// names its settings.
@@ -76,6 +77,19 @@ pub async fn spawn(platform: &str, addr: SocketAddr, options: SimOptions) -> std
                 seeded: iguazio::SimState::seeded(),
             };
             (iguazio::router(state), endpoint)
+        }
+        "apolo" => {
+            let origin = format!("http://{local}");
+            let state = apolo::SimState::new(options.delay, &origin);
+            let credentials = serde_json::json!({
+                "token": apolo::DEFAULT_TOKEN, "cluster": apolo::CLUSTER, "org": apolo::ORG, "project": apolo::PROJECT,
+            });
+            let endpoint = Endpoint {
+                url: format!("{origin}/api/v1"),
+                credentials: credentials.as_object().cloned().unwrap_or_default(),
+                seeded: apolo::SimState::seeded(),
+            };
+            (apolo::router(state), endpoint)
         }
         "peak" => {
             let origin = format!("http://{local}");

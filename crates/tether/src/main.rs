@@ -33,7 +33,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct SimArgs {
-    /// Platforms to simulate: `all` or a comma-separated list (available: iguazio, ubiops, peak).
+    /// Platforms to simulate: `all` or a comma-separated list (available: iguazio, apolo, ubiops, peak).
     #[arg(long, default_value = "all", value_delimiter = ',')]
     platforms: Vec<String>,
     /// Write the endpoints (URLs, credentials, seeded fixtures) to this JSON file.
