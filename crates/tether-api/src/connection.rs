@@ -138,10 +138,7 @@ fn connection_rules(schema: &mut schemars::Schema) {
         {"rule": "!has(self.burst) || has(self.requestsPerSecond)",
          "message": "burst needs requestsPerSecond"},
     ]);
-    let rules = schema
-        .ensure_object()
-        .entry("x-kubernetes-validations")
-        .or_insert_with(|| serde_json::json!([]));
+    let rules = schema.ensure_object().entry("x-kubernetes-validations").or_insert_with(|| serde_json::json!([]));
     if let (Some(rules), serde_json::Value::Array(shared)) = (rules.as_array_mut(), shared) {
         rules.extend(shared);
     }

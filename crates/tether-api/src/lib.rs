@@ -42,10 +42,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// All CRDs as one YAML stream, as `tether crds` prints it.
 pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
-    Ok(crd_files()?
-        .into_iter()
-        .map(|(_, yaml)| format!("---\n{yaml}"))
-        .collect())
+    Ok(crd_files()?.into_iter().map(|(_, yaml)| format!("---\n{yaml}")).collect())
 }
 
 /// One `(file name, YAML)` pair per CRD, as crds/ stores them (`appservices.tether.dev.yaml`, ...).

@@ -23,10 +23,7 @@ fn crds_directory_matches_the_types() {
     }
     let on_disk = std::fs::read_dir(&dir).expect("crds/").count();
     if on_disk != expected.len() {
-        stale.push(format!(
-            "crds/ holds {on_disk} files, the types generate {}",
-            expected.len()
-        ));
+        stale.push(format!("crds/ holds {on_disk} files, the types generate {}", expected.len()));
     }
     assert!(
         stale.is_empty(),
@@ -43,33 +40,17 @@ fn there_are_seven_crds_in_group_tether_dev_with_status_and_category() {
         assert_eq!(crd.spec.group, tether_api::GROUP);
         assert_eq!(crd.spec.names.categories.as_deref(), Some(&["tether".to_string()][..]));
         let version = &crd.spec.versions[0];
-        assert!(
-            version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
-            "{}",
-            crd.spec.names.kind
-        );
+        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{}", crd.spec.names.kind);
         assert!(crd.spec.names.short_names.as_ref().is_some_and(|s| !s.is_empty()));
     }
 }
 
 #[test]
 fn managed_kinds_print_ready_synced_state_external_id_age() {
-    for crd in tether_api::crds()
-        .iter()
-        .filter(|c| !c.spec.names.kind.ends_with("Connection"))
-    {
-        let columns: Vec<_> = crd.spec.versions[0]
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(
-            columns,
-            ["Ready", "Synced", "State", "External-ID", "Age"],
-            "{}",
-            crd.spec.names.kind
-        );
+    for crd in tether_api::crds().iter().filter(|c| !c.spec.names.kind.ends_with("Connection")) {
+        let columns: Vec<_> =
+            crd.spec.versions[0].additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert_eq!(columns, ["Ready", "Synced", "State", "External-ID", "Age"], "{}", crd.spec.names.kind);
     }
 }
 
@@ -78,11 +59,7 @@ fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, prop) in props {
             let here = format!("{path}.{name}");
-            if prop
-                .get("description")
-                .and_then(Value::as_str)
-                .is_none_or(|d| d.trim().is_empty())
-            {
+            if prop.get("description").and_then(Value::as_str).is_none_or(|d| d.trim().is_empty()) {
                 out.push(here.clone());
             }
             undocumented(prop, &here, out);
@@ -108,11 +85,7 @@ fn every_spec_and_status_field_has_a_description() {
             undocumented(&root[part], &format!("{kind}.{part}"), &mut missing);
         }
     }
-    assert!(
-        missing.is_empty(),
-        "fields without a description:\n{}",
-        missing.join("\n")
-    );
+    assert!(missing.is_empty(), "fields without a description:\n{}", missing.join("\n"));
 }
 
 #[test]
@@ -148,15 +121,9 @@ fn every_example_parses_into_its_type() {
             kinds.push(kind);
         }
     }
-    for kind in [
-        "AppService",
-        "CivisService",
-        "ApoloApp",
-        "UbiService",
-        "PeakWebapp",
-        "Connection",
-        "ClusterConnection",
-    ] {
+    for kind in
+        ["AppService", "CivisService", "ApoloApp", "UbiService", "PeakWebapp", "Connection", "ClusterConnection"]
+    {
         assert!(kinds.iter().any(|k| k == kind), "no example of {kind}");
     }
 }

@@ -34,12 +34,7 @@ const USER: &str = "sim-user";
 /// Seeded templates: name, title, versions (oldest first), input schema.
 fn catalogue() -> Vec<(&'static str, &'static str, Vec<&'static str>, Value)> {
     vec![
-        (
-            "shell",
-            "Shell",
-            vec!["v1", "v2"],
-            json!({"type": "object", "properties": {}, "additionalProperties": true}),
-        ),
+        ("shell", "Shell", vec!["v1", "v2"], json!({"type": "object", "properties": {}, "additionalProperties": true})),
         (
             "postgres",
             "PostgreSQL",
@@ -123,8 +118,7 @@ impl App {
             match next {
                 "healthy" => {
                     let name = self.fields["name"].as_str().unwrap_or_default().to_string();
-                    self.fields
-                        .insert("endpoints".into(), json!([format!("https://{name}.apps.sim.local")]));
+                    self.fields.insert("endpoints".into(), json!([format!("https://{name}.apps.sim.local")]));
                     self.outputs = Some(
                         json!({"instance_url": format!("https://{name}.apps.sim.local"),
                                "admin_password": format!("pw-{}", &self.fields["id"].as_str().unwrap_or_default()[..8])})
@@ -151,12 +145,10 @@ impl App {
             "degraded" => Some("Some resources are unhealthy"),
             _ => None,
         };
-        self.events.push(
-            json!({"created_at": now(), "state": state, "reason": reason, "message": message,
+        self.events.push(json!({"created_at": now(), "state": state, "reason": reason, "message": message,
             "resources": [{"kind": "Deployment", "name": self.fields["name"], "uid": self.fields["id"],
                            "health_status": if state == "healthy" { "Healthy" } else { "Progressing" },
-                           "health_message": null}]}),
-        );
+                           "health_message": null}]}));
     }
 
     fn in_scope(&self, cluster: &str, org: &str, project: &str) -> bool {
@@ -174,8 +166,7 @@ impl App {
         let number = self.revisions.len() + 1;
         let revision = json!({"revision_number": number, "creator": USER, "comment": comment, "created_at": stamp, "end_at": null});
         self.revisions.push(revision.as_object().cloned().unwrap_or_default());
-        self.revision_inputs
-            .push(json!({"display_name": self.fields["display_name"], "input": self.input}));
+        self.revision_inputs.push(json!({"display_name": self.fields["display_name"], "input": self.input}));
     }
 
     fn redeploy(&mut self, delay: Duration) {
@@ -187,20 +178,13 @@ impl App {
 impl SimState {
     /// A simulator whose transitions take `delay`; `origin` is its own base URL (for `/config`).
     pub fn new(delay: Duration, origin: &str) -> Self {
-        Self {
-            inner: Arc::default(),
-            delay,
-            origin: origin.into(),
-            control: Control::new(render_error, None),
-        }
+        Self { inner: Arc::default(), delay, origin: origin.into(), control: Control::new(render_error, None) }
     }
 
     /// What a client needs to know of the seeded catalogue and scope (the endpoints file's `seeded`).
     pub fn seeded() -> Value {
-        let templates: Vec<Value> = catalogue()
-            .into_iter()
-            .map(|(name, _, versions, _)| json!({"name": name, "versions": versions}))
-            .collect();
+        let templates: Vec<Value> =
+            catalogue().into_iter().map(|(name, _, versions, _)| json!({"name": name, "versions": versions})).collect();
         json!({ "templates": templates })
     }
 
@@ -218,10 +202,7 @@ impl SimState {
     }
 
     fn authorize(&self, headers: &HeaderMap) -> ApiResult<()> {
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if token != Some(DEFAULT_TOKEN) {
             return Err(ApiError::Plain(StatusCode::UNAUTHORIZED, "Unauthorized".into()));
         }
@@ -237,9 +218,7 @@ fn check_scope(cluster: &str, org: &str, project: &str) -> ApiResult<()> {
 }
 
 fn find<'a>(apps: &'a mut [App], id: &str) -> ApiResult<&'a mut App> {
-    apps.iter_mut()
-        .find(|a| a.fields["id"] == id)
-        .ok_or_else(|| not_found("App instance"))
+    apps.iter_mut().find(|a| a.fields["id"] == id).ok_or_else(|| not_found("App instance"))
 }
 
 /// `find` for v1 paths: the app must be in the path's scope.
@@ -253,15 +232,10 @@ fn find_scoped<'a>(apps: &'a mut [App], scope: &(String, String, String), id: &s
 }
 
 fn resolve_version(name: &str, version: &str) -> ApiResult<(String, Value)> {
-    let (_, _, versions, schema) = catalogue()
-        .into_iter()
-        .find(|(n, ..)| *n == name)
-        .ok_or_else(|| not_found(&format!("Template {name}")))?;
-    let resolved = if version == "latest" {
-        versions.last().copied()
-    } else {
-        versions.iter().copied().find(|v| *v == version)
-    };
+    let (_, _, versions, schema) =
+        catalogue().into_iter().find(|(n, ..)| *n == name).ok_or_else(|| not_found(&format!("Template {name}")))?;
+    let resolved =
+        if version == "latest" { versions.last().copied() } else { versions.iter().copied().find(|v| *v == version) };
     let resolved = resolved.ok_or_else(|| not_found(&format!("Template {name} version {version}")))?;
     Ok((resolved.to_string(), schema))
 }
@@ -294,11 +268,7 @@ fn validate_input(input: &Value, schema: &Value) -> ApiResult<()> {
             _ => {}
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(errors))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::Invalid(errors)) }
 }
 
 /// The router of the Apolo API and of `/_sim`.
@@ -312,28 +282,16 @@ pub fn router(state: SimState) -> Router {
         .route(&format!("{v2}/instances/upgrades"), get(upgrades))
         .route(&format!("{v2}/instances/{{id}}"), get(get_app))
         .route(&format!("{v2}/instances/{{id}}/revisions"), get(revisions))
-        .route(
-            &format!("{v2}/templates/{{name}}/{{version}}/schema"),
-            get(template_schema),
-        )
+        .route(&format!("{v2}/templates/{{name}}/{{version}}/schema"), get(template_schema))
         .route(&format!("{v1}/instances"), post(install))
         .route(&format!("{v1}/instances/values"), get(project_values))
-        .route(
-            &format!("{v1}/instances/{{id}}"),
-            axum::routing::put(configure).delete(uninstall),
-        )
+        .route(&format!("{v1}/instances/{{id}}"), axum::routing::put(configure).delete(uninstall))
         .route(&format!("{v1}/instances/{{id}}/values"), get(app_values))
         .route(&format!("{v1}/instances/{{id}}/output"), get(output))
         .route(&format!("{v1}/instances/{{id}}/events"), get(events))
         .route(&format!("{v1}/instances/{{id}}/input"), get(current_input))
-        .route(
-            &format!("{v1}/instances/{{id}}/revisions/{{n}}/input"),
-            get(revision_input),
-        )
-        .route(
-            &format!("{v1}/instances/{{id}}/revisions/{{n}}/rollback"),
-            post(rollback),
-        )
+        .route(&format!("{v1}/instances/{{id}}/revisions/{{n}}/input"), get(revision_input))
+        .route(&format!("{v1}/instances/{{id}}/revisions/{{n}}/rollback"), post(rollback))
         .route(&format!("{v1}/templates"), get(templates))
         .route(&format!("{v1}/templates/{{name}}"), get(template_versions))
         .route(&format!("{v1}/templates/{{name}}/{{version}}"), get(template))
@@ -394,10 +352,8 @@ async fn template_versions(
 ) -> ApiResult {
     s.authorize(&headers)?;
     check_scope(&c, &o, &p)?;
-    let (_, title, versions, _) = catalogue()
-        .into_iter()
-        .find(|(n, ..)| *n == name)
-        .ok_or_else(|| not_found("Template"))?;
+    let (_, title, versions, _) =
+        catalogue().into_iter().find(|(n, ..)| *n == name).ok_or_else(|| not_found("Template"))?;
     let items: Vec<Value> = versions.iter().map(|v| template_summary(&name, title, v)).collect();
     Ok(Json(items).into_response())
 }
@@ -410,11 +366,7 @@ async fn template(
     s.authorize(&headers)?;
     check_scope(&c, &o, &p)?;
     let (resolved, schema) = resolve_version(&name, &version)?;
-    let title = catalogue()
-        .into_iter()
-        .find(|(n, ..)| *n == name)
-        .map(|(_, t, ..)| t)
-        .unwrap_or_default();
+    let title = catalogue().into_iter().find(|(n, ..)| *n == name).map(|(_, t, ..)| t).unwrap_or_default();
     let mut out = template_summary(&name, title, &resolved);
     out["description"] = json!(format!("{title}, simulated"));
     out["input"] = schema;
@@ -442,10 +394,7 @@ async fn install(State(s): State<SimState>, headers: HeaderMap, Path(scope): Pat
         .ok_or_else(|| invalid(&["template_name"], "Field required"))?;
     let version = body.get("template_version").and_then(Value::as_str).unwrap_or("latest");
     let (version, schema) = resolve_version(name, version)?;
-    let input = body
-        .get("input")
-        .cloned()
-        .ok_or_else(|| invalid(&["input"], "Field required"))?;
+    let input = body.get("input").cloned().ok_or_else(|| invalid(&["input"], "Field required"))?;
     validate_input(&input, &schema)?;
     let display_name = match body.get("display_name") {
         None | Some(Value::Null) => name.to_string(),
@@ -493,11 +442,9 @@ fn query_pairs(query: Option<String>) -> ApiResult<Vec<(String, String)>> {
 fn page_number(pairs: &[(String, String)], key: &str, default: usize) -> ApiResult<usize> {
     match pairs.iter().find(|(k, _)| k == key) {
         None => Ok(default),
-        Some((_, v)) => v
-            .parse()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| invalid(&["query", key], "Input should be >= 1")),
+        Some((_, v)) => {
+            v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid(&["query", key], "Input should be >= 1"))
+        }
     }
 }
 
@@ -512,11 +459,7 @@ async fn list(State(s): State<SimState>, headers: HeaderMap, RawQuery(query): Ra
     s.authorize(&headers)?;
     let pairs = query_pairs(query)?;
     let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let states: Vec<&str> = pairs
-        .iter()
-        .filter(|(k, _)| k == "states")
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let states: Vec<&str> = pairs.iter().filter(|(k, _)| k == "states").map(|(_, v)| v.as_str()).collect();
     let page = page_number(&pairs, "page", 1)?;
     let size = page_number(&pairs, "size", 50)?;
     let apps = s.lock();
@@ -533,11 +476,7 @@ async fn list(State(s): State<SimState>, headers: HeaderMap, RawQuery(query): Ra
 
 async fn upgrades(State(s): State<SimState>, headers: HeaderMap, RawQuery(query): RawQuery) -> ApiResult {
     s.authorize(&headers)?;
-    let ids: Vec<String> = query_pairs(query)?
-        .into_iter()
-        .filter(|(k, _)| k == "id")
-        .map(|(_, v)| v)
-        .collect();
+    let ids: Vec<String> = query_pairs(query)?.into_iter().filter(|(k, _)| k == "id").map(|(_, v)| v).collect();
     if ids.len() > 100 {
         return Err(invalid(&["query", "id"], "At most 100 ids per request"));
     }
@@ -547,11 +486,7 @@ async fn upgrades(State(s): State<SimState>, headers: HeaderMap, RawQuery(query)
         let app = find(&mut apps, &id)?;
         let name = app.fields["template_name"].as_str().unwrap_or_default().to_string();
         let current = app.fields["template_version"].as_str().unwrap_or_default().to_string();
-        let versions = catalogue()
-            .into_iter()
-            .find(|(n, ..)| *n == name)
-            .map(|(_, _, v, _)| v)
-            .unwrap_or_default();
+        let versions = catalogue().into_iter().find(|(n, ..)| *n == name).map(|(_, _, v, _)| v).unwrap_or_default();
         let newer: Vec<&str> = versions.iter().copied().skip_while(|v| *v != current).skip(1).collect();
         out.push(json!({"id": id, "template_name": name, "template_version": current, "available_versions": newer}));
     }
@@ -569,10 +504,7 @@ async fn configure(
     let mut apps = s.lock();
     let app = find_scoped(&mut apps, &(c, o, p), &id)?;
     if matches!(app.fields["state"].as_str(), Some("uninstalling" | "uninstalled")) {
-        return Err(ApiError::Plain(
-            StatusCode::CONFLICT,
-            "App instance is uninstalled".into(),
-        ));
+        return Err(ApiError::Plain(StatusCode::CONFLICT, "App instance is uninstalled".into()));
     }
     let template = app.fields["template_name"].as_str().unwrap_or_default().to_string();
     let mut redeploy = false;
@@ -588,9 +520,7 @@ async fn configure(
         app.input = input.clone();
     }
     if let Some(display_name) = body.get("display_name") {
-        let name = display_name
-            .as_str()
-            .ok_or_else(|| invalid(&["display_name"], "Input should be a valid string"))?;
+        let name = display_name.as_str().ok_or_else(|| invalid(&["display_name"], "Input should be a valid string"))?;
         app.fields.insert("display_name".into(), json!(name));
     }
     app.new_revision(body.get("comment").and_then(Value::as_str).map(str::to_string));
@@ -608,9 +538,7 @@ async fn uninstall(
     RawQuery(query): RawQuery,
 ) -> ApiResult {
     s.authorize(&headers)?;
-    let force = query_pairs(query)?
-        .iter()
-        .any(|(k, v)| k == "force" && v.eq_ignore_ascii_case("true"));
+    let force = query_pairs(query)?.iter().any(|(k, v)| k == "force" && v.eq_ignore_ascii_case("true"));
     let mut apps = s.lock();
     let app = find_scoped(&mut apps, &(c, o, p), &id)?;
     match (app.fields["state"].as_str(), force) {
@@ -656,10 +584,7 @@ async fn project_values(
 ) -> ApiResult {
     s.authorize(&headers)?;
     check_scope(&scope.0, &scope.1, &scope.2)?;
-    let kind = query_pairs(query)?
-        .into_iter()
-        .find(|(k, _)| k == "type")
-        .map(|(_, v)| v);
+    let kind = query_pairs(query)?.into_iter().find(|(k, _)| k == "type").map(|(_, v)| v);
     let apps = s.lock();
     let items: Vec<Value> = apps
         .iter()
@@ -676,10 +601,7 @@ async fn app_values(
     RawQuery(query): RawQuery,
 ) -> ApiResult {
     s.authorize(&headers)?;
-    let kind = query_pairs(query)?
-        .into_iter()
-        .find(|(k, _)| k == "type")
-        .map(|(_, v)| v);
+    let kind = query_pairs(query)?.into_iter().find(|(k, _)| k == "type").map(|(_, v)| v);
     let mut apps = s.lock();
     let app = find_scoped(&mut apps, &(c, o, p), &id)?;
     Ok(Json(json!({ "items": values_of(app, kind.as_deref()) })).into_response())
@@ -748,15 +670,7 @@ async fn revisions(State(s): State<SimState>, headers: HeaderMap, Path(id): Path
     s.authorize(&headers)?;
     let mut apps = s.lock();
     let app = find(&mut apps, &id)?;
-    Ok(Json(
-        app.revisions
-            .iter()
-            .rev()
-            .cloned()
-            .map(Value::Object)
-            .collect::<Vec<_>>(),
-    )
-    .into_response())
+    Ok(Json(app.revisions.iter().rev().cloned().map(Value::Object).collect::<Vec<_>>()).into_response())
 }
 
 async fn rollback(
@@ -770,10 +684,7 @@ async fn rollback(
     let mut apps = s.lock();
     let app = find_scoped(&mut apps, &(c, o, p), &id)?;
     if matches!(app.fields["state"].as_str(), Some("uninstalling" | "uninstalled")) {
-        return Err(ApiError::Plain(
-            StatusCode::CONFLICT,
-            "App instance is uninstalled".into(),
-        ));
+        return Err(ApiError::Plain(StatusCode::CONFLICT, "App instance is uninstalled".into()));
     }
     let index = revision_index(app, &n)?;
     let old = app.revision_inputs[index].clone();
@@ -795,9 +706,7 @@ async fn logs(
 ) -> Response {
     if let Err(e) = s.authorize(&headers) {
         let mut response = e.into_response();
-        response
-            .headers_mut()
-            .insert("x-error", axum::http::HeaderValue::from_static("Unauthorized"));
+        response.headers_mut().insert("x-error", axum::http::HeaderValue::from_static("Unauthorized"));
         return response;
     }
     let pairs = query_pairs(query).unwrap_or_default();
@@ -808,11 +717,7 @@ async fn logs(
         find(&mut apps, &id).ok().map(|app| {
             app.events
                 .iter()
-                .filter(|e| {
-                    since
-                        .as_deref()
-                        .is_none_or(|since| e["created_at"].as_str().unwrap_or_default() >= since)
-                })
+                .filter(|e| since.as_deref().is_none_or(|since| e["created_at"].as_str().unwrap_or_default() >= since))
                 .map(|e| {
                     let line = format!(
                         "app state {}: {}",
@@ -830,10 +735,7 @@ async fn logs(
     };
     let Some(lines) = lines else {
         let mut response = render_error(StatusCode::NOT_FOUND, "App instance not found");
-        response.headers_mut().insert(
-            "x-error",
-            axum::http::HeaderValue::from_static("App instance not found"),
-        );
+        response.headers_mut().insert("x-error", axum::http::HeaderValue::from_static("App instance not found"));
         return response;
     };
     ws.on_upgrade(move |mut socket| async move {
@@ -885,10 +787,7 @@ async fn sim_seed(State(s): State<SimState>, headers: HeaderMap, body: Bytes) ->
 /// its next deployment on (at once if it is healthy now).
 async fn sim_fail(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(|e| invalid(&["body"], e))?;
-    let id = body
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(&["id"], "Field required"))?;
+    let id = body.get("id").and_then(Value::as_str).ok_or_else(|| invalid(&["id"], "Field required"))?;
     let target = match body.get("state").and_then(Value::as_str).unwrap_or("errored") {
         "errored" => "errored",
         "degraded" => "degraded",

@@ -81,11 +81,7 @@ enum Effect {
 impl Control {
     /// A control for a platform whose errors `render_error` renders.
     pub fn new(render_error: ErrorRenderer, rate_limit_header: Option<&'static str>) -> Self {
-        Self {
-            inner: Arc::default(),
-            render_error,
-            rate_limit_header,
-        }
+        Self { inner: Arc::default(), render_error, rate_limit_header }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ControlState> {
@@ -157,10 +153,7 @@ impl Control {
 pub async fn layer(State(control): State<Control>, request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(path.clone(), |m| m.as_str().to_string());
+    let route = request.extensions().get::<MatchedPath>().map_or(path.clone(), |m| m.as_str().to_string());
     let Some(fault) = control.admit(&method, &route, &path) else {
         return next.run(request).await;
     };
@@ -177,9 +170,7 @@ pub async fn layer(State(control): State<Control>, request: Request, next: Next)
                 return response;
             }
             let (mut parts, _) = response.into_parts();
-            parts
-                .headers
-                .insert("content-type", HeaderValue::from_static("application/json"));
+            parts.headers.insert("content-type", HeaderValue::from_static("application/json"));
             parts.headers.remove("content-length");
             Response::from_parts(parts, Body::from(r#"{"malformed": tru"#))
         }
@@ -190,15 +181,10 @@ pub async fn layer(State(control): State<Control>, request: Request, next: Next)
 /// sees as a reset / incomplete message.
 fn broken_connection() -> Response {
     let stream = futures::stream::once(async {
-        Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "injected reset",
-        ))
+        Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))
     });
     let mut response = Response::new(Body::from_stream(stream));
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     response
 }
 

@@ -105,10 +105,7 @@ impl SimState {
 
     fn reset(&self) {
         let mut store = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *store = Store {
-            manifest: fresh_manifest(),
-            ..Store::default()
-        };
+        *store = Store { manifest: fresh_manifest(), ..Store::default() };
         store.manifest.insert("tenant_id".into(), json!(&*self.tenant_id));
     }
 
@@ -125,28 +122,15 @@ impl SimState {
     /// The store, with a running job completed first if its time has come.
     fn lock(&self) -> MutexGuard<'_, Store> {
         let mut store = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let running = store.manifest["running_modification_job"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if !running.is_empty()
-            && store
-                .jobs
-                .get(&running)
-                .is_some_and(|j| Instant::now() >= j.completes_at)
-        {
+        let running = store.manifest["running_modification_job"].as_str().unwrap_or_default().to_string();
+        if !running.is_empty() && store.jobs.get(&running).is_some_and(|j| Instant::now() >= j.completes_at) {
             complete_job(&mut store, &running);
         }
         store
     }
 
     fn authorize(&self, headers: &HeaderMap) -> ApiResult<()> {
-        let unauthorized = || {
-            ApiError(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized: invalid or missing credentials".into(),
-            )
-        };
+        let unauthorized = || ApiError(StatusCode::UNAUTHORIZED, "Unauthorized: invalid or missing credentials".into());
         let sids = headers
             .get_all("cookie")
             .iter()
@@ -160,15 +144,10 @@ impl SimState {
                 return Ok(());
             }
         }
-        let basic = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "));
+        let basic = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
         if let Some(basic) = basic {
             use base64::Engine as _;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(basic.trim())
-                .map_err(|_| unauthorized())?;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).map_err(|_| unauthorized())?;
             let decoded = String::from_utf8(decoded).map_err(|_| unauthorized())?;
             if decoded.split_once(':') == Some((DEFAULT_USERNAME, DEFAULT_ACCESS_KEY)) {
                 return Ok(());
@@ -182,11 +161,7 @@ impl SimState {
 fn session_sid(cookie: &str) -> Option<String> {
     let decoded = percent_encoding::percent_decode_str(cookie).decode_utf8().ok()?;
     let json = decoded.strip_prefix("j:")?;
-    serde_json::from_str::<Value>(json)
-        .ok()?
-        .get("sid")?
-        .as_str()
-        .map(str::to_string)
+    serde_json::from_str::<Value>(json).ok()?.get("sid")?.as_str().map(str::to_string)
 }
 
 /// Settles the services a job touched and closes the job and the manifest's apply.
@@ -198,17 +173,12 @@ fn complete_job(store: &mut Store, job_id: &str) {
         let Some(service) = store.services.iter_mut().find(|s| s["spec"]["name"] == json!(name)) else {
             continue;
         };
-        let status = service["status"]
-            .as_object_mut()
-            .expect("stored services always have a status");
+        let status = service["status"].as_object_mut().expect("stored services always have a status");
         if store.doomed.remove(name) {
             let description = format!("service {name} failed to deploy: image pull back-off");
             status.insert("state".into(), json!("error"));
             status.insert("last_error".into(), json!(description));
-            status.insert(
-                "error_info".into(),
-                json!({"description": description, "timestamp": now()}),
-            );
+            status.insert("error_info".into(), json!({"description": description, "timestamp": now()}));
             failures.push(description);
         } else {
             status.insert("state".into(), json!(target));
@@ -217,10 +187,7 @@ fn complete_job(store: &mut Store, job_id: &str) {
             if target == "ready" {
                 let url = format!("https://{name}.{TENANT}.app.sim.local");
                 status.insert("urls".into(), json!([{"kind": "https", "url": url}]));
-                status.insert(
-                    "api_urls".into(),
-                    json!([{"kind": "https", "url": format!("{url}/api")}]),
-                );
+                status.insert("api_urls".into(), json!([{"kind": "https", "url": format!("{url}/api")}]));
                 status.insert(
                     "internal_api_urls".into(),
                     json!([{"kind": "http", "url": format!("http://{name}:8080")}]),
@@ -237,10 +204,7 @@ fn complete_job(store: &mut Store, job_id: &str) {
     } else {
         let message = failures.join("; ");
         attrs.insert("state".into(), json!("failed"));
-        attrs.insert(
-            "result".into(),
-            json!(json!({"message": message, "status": 500}).to_string()),
-        );
+        attrs.insert("result".into(), json!(json!({"message": message, "status": 500}).to_string()));
         store.manifest.insert("state".into(), json!("error"));
         store.manifest.insert("last_error".into(), json!(message));
     }
@@ -280,53 +244,33 @@ async fn external_version(Path((tunnel, node)): Path<(String, String)>) -> ApiRe
     if tunnel != format!("{node}.version.0") || !["igz0", "igz1", "igz2"].contains(&node.as_str()) {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no tunnel {tunnel}")));
     }
-    Ok(
-        Json(json!({"data": {"type": "external_version", "id": "0", "attributes": {"external": VERSION}}}))
-            .into_response(),
-    )
+    Ok(Json(json!({"data": {"type": "external_version", "id": "0", "attributes": {"external": VERSION}}}))
+        .into_response())
 }
 
 async fn login(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(bad)?;
-    let attrs = &body
-        .get("data")
-        .and_then(|d| d.get("attributes"))
-        .cloned()
-        .unwrap_or_default();
+    let attrs = &body.get("data").and_then(|d| d.get("attributes")).cloned().unwrap_or_default();
     if attrs.get("username").and_then(Value::as_str) != Some(DEFAULT_USERNAME)
         || attrs.get("password").and_then(Value::as_str) != Some(DEFAULT_PASSWORD)
     {
-        return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "Authentication failed: wrong username or password".into(),
-        ));
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "Authentication failed: wrong username or password".into()));
     }
     let sid = uuid::Uuid::new_v4().to_string();
-    s.inner
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .sessions
-        .insert(sid.clone());
+    s.inner.lock().unwrap_or_else(|p| p.into_inner()).sessions.insert(sid.clone());
     let cookie = format!("session=j%3A%7B%22sid%22%3A%20%22{sid}%22%7D; Path=/");
-    let mut response = (
-        StatusCode::CREATED,
-        Json(json!({"data": {"type": "session", "id": sid, "attributes": {}}})),
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert("set-cookie", HeaderValue::from_str(&cookie).expect("ascii cookie"));
+    let mut response =
+        (StatusCode::CREATED, Json(json!({"data": {"type": "session", "id": sid, "attributes": {}}}))).into_response();
+    response.headers_mut().insert("set-cookie", HeaderValue::from_str(&cookie).expect("ascii cookie"));
     Ok(response)
 }
 
 async fn verify_session(State(s): State<SimState>, headers: HeaderMap) -> ApiResult {
     s.authorize(&headers)?;
-    Ok(Json(
-        json!({"data": {"type": "session_verification", "id": uuid::Uuid::new_v4().to_string(), "attributes": {
-            "username": DEFAULT_USERNAME,
-            "context": {"authentication": {"tenant_id": &*s.tenant_id, "user_id": uuid::Uuid::new_v4().to_string()}},
-        }}}),
-    )
+    Ok(Json(json!({"data": {"type": "session_verification", "id": uuid::Uuid::new_v4().to_string(), "attributes": {
+        "username": DEFAULT_USERNAME,
+        "context": {"authentication": {"tenant_id": &*s.tenant_id, "user_id": uuid::Uuid::new_v4().to_string()}},
+    }}}))
     .into_response())
 }
 
@@ -348,10 +292,7 @@ const DESIRED_STATES: &[&str] = &["ready", "disabled", "scaledToZero"];
 
 /// Checks an incoming service entry; returns its name.
 fn validate_service(entry: &Value) -> ApiResult<String> {
-    let spec = entry
-        .get("spec")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("every app service needs a spec"))?;
+    let spec = entry.get("spec").and_then(Value::as_object).ok_or_else(|| bad("every app service needs a spec"))?;
     let name = spec.get("name").and_then(Value::as_str).filter(|n| !n.is_empty());
     let name = name.ok_or_else(|| bad("app service spec.name is required"))?;
     if spec.get("kind").and_then(Value::as_str).is_none_or(str::is_empty) {
@@ -360,10 +301,7 @@ fn validate_service(entry: &Value) -> ApiResult<String> {
     if let Some(state) = spec.get("desired_state").filter(|v| !v.is_null())
         && !state.as_str().is_some_and(|s| DESIRED_STATES.contains(&s))
     {
-        return Err(bad(format!(
-            "app service {name}: desired_state must be one of {}",
-            DESIRED_STATES.join(", ")
-        )));
+        return Err(bad(format!("app service {name}: desired_state must be one of {}", DESIRED_STATES.join(", "))));
     }
     Ok(name.to_string())
 }
@@ -380,23 +318,16 @@ async fn manifest_put(State(s): State<SimState>, headers: HeaderMap, body: Bytes
         .and_then(|d| d.get("attributes"))
         .and_then(Value::as_object)
         .ok_or_else(|| bad("body must be {\"data\": {\"attributes\": {...}}}"))?;
-    let incoming = attrs
-        .get("app_services")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("app_services must be a list"))?;
+    let incoming =
+        attrs.get("app_services").and_then(Value::as_array).ok_or_else(|| bad("app_services must be a list"))?;
     let force_all = match attrs.get("force_apply_all_mode").and_then(Value::as_str) {
         None | Some("disabled") => false,
         Some("enabled") => true,
         Some(other) => return Err(bad(format!("force_apply_all_mode {other} is not enabled or disabled"))),
     };
-    let mode = attrs
-        .get("apply_services_mode")
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let mode = attrs.get("apply_services_mode").and_then(Value::as_str).unwrap_or("default");
     if !["default", "scaleFromZeroOnly", "serviceOwnerEdit"].contains(&mode) {
-        return Err(bad(format!(
-            "apply_services_mode {mode} is not default, scaleFromZeroOnly or serviceOwnerEdit"
-        )));
+        return Err(bad(format!("apply_services_mode {mode} is not default, scaleFromZeroOnly or serviceOwnerEdit")));
     }
     let mut names = BTreeSet::new();
     for entry in incoming {
@@ -407,15 +338,9 @@ async fn manifest_put(State(s): State<SimState>, headers: HeaderMap, body: Bytes
     }
 
     let mut store = s.lock();
-    let running = store.manifest["running_modification_job"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let running = store.manifest["running_modification_job"].as_str().unwrap_or_default().to_string();
     if !running.is_empty() {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("modification job {running} is still running"),
-        ));
+        return Err(ApiError(StatusCode::CONFLICT, format!("modification job {running} is still running")));
     }
     let mut next = Vec::with_capacity(incoming.len());
     let mut touched = Vec::new();
@@ -468,11 +393,7 @@ async fn manifest_put(State(s): State<SimState>, headers: HeaderMap, body: Bytes
     store.manifest.insert("apply_services_mode".into(), json!("default"));
     store.jobs.insert(
         job_id.clone(),
-        Job {
-            attributes: attributes.clone(),
-            completes_at: Instant::now() + s.delay,
-            touched,
-        },
+        Job { attributes: attributes.clone(), completes_at: Instant::now() + s.delay, touched },
     );
     if s.delay.is_zero() {
         complete_job(&mut store, &job_id);
@@ -504,21 +425,15 @@ async fn sim_reset(State(s): State<SimState>) -> StatusCode {
 
 async fn sim_state(State(s): State<SimState>) -> Json<Value> {
     let store = s.lock();
-    let jobs: Map<String, Value> = store
-        .jobs
-        .iter()
-        .map(|(id, j)| (id.clone(), Value::Object(j.attributes.clone())))
-        .collect();
+    let jobs: Map<String, Value> =
+        store.jobs.iter().map(|(id, j)| (id.clone(), Value::Object(j.attributes.clone()))).collect();
     Json(json!({"manifest": manifest_document(&store)["data"][0], "jobs": jobs}))
 }
 
 /// `POST /_sim/seed` `{"service": {<spec>}}`: an app service someone else created, already ready.
 async fn sim_seed(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(bad)?;
-    let spec = body
-        .get("service")
-        .cloned()
-        .ok_or_else(|| bad("service: expected a spec object"))?;
+    let spec = body.get("service").cloned().ok_or_else(|| bad("service: expected a spec object"))?;
     let entry = json!({"spec": spec, "meta": {"labels": {}}, "status": {"state": "ready"}});
     let name = validate_service(&entry)?;
     let mut store = s.lock();
@@ -532,10 +447,7 @@ async fn sim_seed(State(s): State<SimState>, body: Bytes) -> ApiResult {
 /// `POST /_sim/fail` `{"service": "name"}`: the next apply job touching that service fails it.
 async fn sim_fail(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(bad)?;
-    let name = body
-        .get("service")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("service is required"))?;
+    let name = body.get("service").and_then(Value::as_str).ok_or_else(|| bad("service is required"))?;
     s.lock().doomed.insert(name.to_string());
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -2,10 +2,11 @@
 //! vendors' own SDKs (tests/conformance), with fault injection and request counters ([`control`]), for
 //! tests, the demo and benchmarks.
 //!
-//! Served so far: Iguazio ([`iguazio`]), Apolo ([`apolo`]), UbiOps ([`ubiops`]) and Peak ([`peak`]).
-//! Civis is still to come.
+//! Served: Iguazio ([`iguazio`]), Civis ([`civis`]), Apolo ([`apolo`]), UbiOps ([`ubiops`]) and Peak
+//! ([`peak`]).
 
 pub mod apolo;
+pub mod civis;
 pub mod control;
 pub mod iguazio;
 pub mod peak;
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The platforms a simulator exists for.
-pub const PLATFORMS: &[&str] = &["iguazio", "apolo", "ubiops", "peak"];
+pub const PLATFORMS: &[&str] = &["iguazio", "civis", "apolo", "ubiops", "peak"];
 
 /// One running simulator: where it listens and how a client authenticates, named as the vendor's SDK
 /// names its settings.
@@ -45,9 +46,7 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self {
-            delay: Duration::from_millis(300),
-        }
+        Self { delay: Duration::from_millis(300) }
     }
 }
 
@@ -78,6 +77,17 @@ pub async fn spawn(platform: &str, addr: SocketAddr, options: SimOptions) -> std
             };
             (iguazio::router(state), endpoint)
         }
+        "civis" => {
+            let origin = format!("http://{local}");
+            let state = civis::SimState::new(options.delay, &origin);
+            let credentials = serde_json::json!({"api_key": civis::DEFAULT_API_KEY});
+            let endpoint = Endpoint {
+                url: format!("{origin}/"),
+                credentials: credentials.as_object().cloned().unwrap_or_default(),
+                seeded: civis::SimState::seeded(),
+            };
+            (civis::router(state), endpoint)
+        }
         "apolo" => {
             let origin = format!("http://{local}");
             let state = apolo::SimState::new(options.delay, &origin);
@@ -105,10 +115,7 @@ pub async fn spawn(platform: &str, addr: SocketAddr, options: SimOptions) -> std
         other => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
-                format!(
-                    "no simulator for platform {other:?} (available: {})",
-                    PLATFORMS.join(", ")
-                ),
+                format!("no simulator for platform {other:?} (available: {})", PLATFORMS.join(", ")),
             ));
         }
     };

@@ -57,11 +57,7 @@ impl IntoResponse for ApiError {
 }
 
 fn render_error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"statusCode": status.as_u16(), "message": message, "detail": message})),
-    )
-        .into_response()
+    (status, Json(json!({"statusCode": status.as_u16(), "message": message, "detail": message}))).into_response()
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -124,10 +120,7 @@ impl SimState {
     }
 
     fn authorize(&self, headers: &HeaderMap) -> ApiResult<()> {
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let token = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
         let token = token.strip_prefix("Bearer ").unwrap_or(token);
         if token.is_empty() || token != &*self.token {
             return Err(ApiError(StatusCode::UNAUTHORIZED, "Unauthorized".into()));
@@ -140,18 +133,12 @@ impl SimState {
 pub fn router(state: SimState) -> Router {
     let webapps = "/webapps/api/v1/webapps";
     let api = Router::new()
-        .route(
-            "/tenant-management/api/v1/external/tenants/tenant-metadata",
-            get(tenant_metadata),
-        )
+        .route("/tenant-management/api/v1/external/tenants/tenant-metadata", get(tenant_metadata))
         .route("/resource-usage/api/v1/telemetry", post(telemetry))
         .route("/quota/api/v1/settings/tenant-instance-options", get(instance_options))
         .route(webapps, get(webapps_list).post(webapps_create))
         .route(&format!("{webapps}/"), get(webapps_list).post(webapps_create))
-        .route(
-            &format!("{webapps}/{{webapp_id}}"),
-            get(webapps_describe).patch(webapps_update).delete(webapps_delete),
-        )
+        .route(&format!("{webapps}/{{webapp_id}}"), get(webapps_describe).patch(webapps_update).delete(webapps_delete))
         .fallback(|| async { render_error(StatusCode::NOT_FOUND, "Not Found") })
         .layer(middleware::from_fn_with_state(state.control.clone(), control::layer))
         .layer(axum::extract::DefaultBodyLimit::max(8 * crate::MAX_BODY_BYTES));
@@ -244,20 +231,14 @@ fn merged_fields(current: &Map<String, Value>, body: &Map<String, Value>) -> Api
 
 /// Checks image, version and instance type against the catalogue and fills the platform's defaults.
 fn resolve_references(fields: &mut Map<String, Value>) -> ApiResult<()> {
-    let image = fields
-        .get("imageDetails")
-        .and_then(|d| d.get("imageId"))
-        .and_then(Value::as_i64);
+    let image = fields.get("imageDetails").and_then(|d| d.get("imageId")).and_then(Value::as_i64);
     let Some(image) = image else {
         return Err(bad("imageDetails.imageId is required"));
     };
     let Some((_, versions)) = IMAGES.iter().find(|(id, _)| *id == image) else {
         return Err(bad(format!("Image with id {image} not found")));
     };
-    let details = fields
-        .get_mut("imageDetails")
-        .and_then(Value::as_object_mut)
-        .expect("checked above");
+    let details = fields.get_mut("imageDetails").and_then(Value::as_object_mut).expect("checked above");
     match details.get("versionId").and_then(Value::as_i64) {
         Some(v) if !versions.contains(&v) => return Err(bad(format!("Version {v} of image {image} not found"))),
         Some(_) => {}
@@ -282,15 +263,8 @@ fn resolve_references(fields: &mut Map<String, Value>) -> ApiResult<()> {
 }
 
 /// The fields whose change redeploys a webapp.
-const REDEPLOY_FIELDS: &[&str] = &[
-    "imageDetails",
-    "resources",
-    "sessionStickiness",
-    "scaleToZero",
-    "parameters",
-    "healthCheckURL",
-    "entrypoint",
-];
+const REDEPLOY_FIELDS: &[&str] =
+    &["imageDetails", "resources", "sessionStickiness", "scaleToZero", "parameters", "healthCheckURL", "entrypoint"];
 
 fn insert_webapp(
     s: &SimState,
@@ -315,19 +289,9 @@ fn insert_webapp(
     });
     let fields = merged_fields(base.as_object().expect("object"), body)?;
     if store.values().any(|w| w.fields["name"] == json!(name)) {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("Webapp with name {name} already exists"),
-        ));
+        return Err(ApiError(StatusCode::CONFLICT, format!("Webapp with name {name} already exists")));
     }
-    store.insert(
-        id.clone(),
-        Webapp {
-            fields,
-            settles_at: Instant::now() + s.delay,
-            fails: false,
-        },
-    );
+    store.insert(id.clone(), Webapp { fields, settles_at: Instant::now() + s.delay, fails: false });
     Ok(id)
 }
 
@@ -363,10 +327,7 @@ async fn webapps_update(
     match app.fields["status"].as_str() {
         Some("DELETING") => return Err(ApiError(StatusCode::CONFLICT, "Webapp is being deleted".into())),
         Some("CREATING" | "DEPLOYING") => {
-            return Err(ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Webapp is being deployed; try again later".into(),
-            ));
+            return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "Webapp is being deployed; try again later".into()));
         }
         _ => {}
     }
@@ -408,27 +369,14 @@ async fn webapps_list(State(s): State<SimState>, headers: HeaderMap, RawQuery(qu
     let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let number = |name: &str, default: u64| match param(name) {
         None => Ok(default),
-        Some(v) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| bad(format!("{name} must be a positive integer"))),
+        Some(v) => {
+            v.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| bad(format!("{name} must be a positive integer")))
+        }
     };
     let page_size = number("pageSize", 25)?;
     let page_number = number("pageNumber", 1)?;
-    let statuses: Vec<&str> = pairs
-        .iter()
-        .filter(|(k, _)| k == "status")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    const KNOWN: &[&str] = &[
-        "CREATING",
-        "DEPLOYING",
-        "AVAILABLE",
-        "DELETING",
-        "CREATE_FAILED",
-        "DELETE_FAILED",
-    ];
+    let statuses: Vec<&str> = pairs.iter().filter(|(k, _)| k == "status").map(|(_, v)| v.as_str()).collect();
+    const KNOWN: &[&str] = &["CREATING", "DEPLOYING", "AVAILABLE", "DELETING", "CREATE_FAILED", "DELETE_FAILED"];
     if let Some(bad_status) = statuses.iter().find(|s| !KNOWN.contains(s)) {
         return Err(bad(format!("status {bad_status} is not one of {}", KNOWN.join(", "))));
     }
@@ -438,9 +386,7 @@ async fn webapps_list(State(s): State<SimState>, headers: HeaderMap, RawQuery(qu
         .values()
         .filter(|w| statuses.is_empty() || statuses.iter().any(|s| w.fields["status"] == *s))
         .filter(|w| {
-            search
-                .as_deref()
-                .is_none_or(|t| w.fields["name"].as_str().unwrap_or_default().to_lowercase().contains(t))
+            search.as_deref().is_none_or(|t| w.fields["name"].as_str().unwrap_or_default().to_lowercase().contains(t))
         })
         .collect();
     matching.sort_by(|a, b| b.fields["createdAt"].as_str().cmp(&a.fields["createdAt"].as_str()));
@@ -493,10 +439,7 @@ async fn sim_seed(State(s): State<SimState>, body: Bytes) -> ApiResult {
 /// DELETE_FAILED; an AVAILABLE webapp turns CREATE_FAILED at once.
 async fn sim_fail(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(bad)?;
-    let id = body
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("id is required"))?;
+    let id = body.get("id").and_then(Value::as_str).ok_or_else(|| bad("id is required"))?;
     let mut store = s.lock();
     let app = store.get_mut(id).ok_or_else(|| not_found(id))?;
     app.fails = true;

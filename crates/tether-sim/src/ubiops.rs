@@ -100,10 +100,7 @@ impl SimState {
         let mut store = self.lock();
         *store = Store::default();
         let project = store.projects.entry("proj".into()).or_insert_with(new_project);
-        let deployment = project
-            .deployments
-            .entry("dep-1".into())
-            .or_insert_with(|| new_deployment("proj", "dep-1"));
+        let deployment = project.deployments.entry("dep-1".into()).or_insert_with(|| new_deployment("proj", "dep-1"));
         for v in ["v1", "v2"] {
             add_version(deployment, "dep-1", v);
         }
@@ -116,15 +113,9 @@ impl SimState {
 
     fn authorize(&self, headers: &HeaderMap) -> ApiResult<()> {
         let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-            return Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "Authentication credentials were not provided.".into(),
-            ));
+            return Err(ApiError(StatusCode::UNAUTHORIZED, "Authentication credentials were not provided.".into()));
         };
-        let token = value
-            .strip_prefix("Token ")
-            .or_else(|| value.strip_prefix("Bearer "))
-            .unwrap_or(value);
+        let token = value.strip_prefix("Token ").or_else(|| value.strip_prefix("Bearer ")).unwrap_or(value);
         if token.trim() != &*self.token {
             return Err(ApiError(StatusCode::UNAUTHORIZED, "Invalid token.".into()));
         }
@@ -148,10 +139,7 @@ fn new_deployment(project: &str, name: &str) -> Deployment {
         "input_type": "plain", "output_type": "plain", "labels": {}, "creation_date": now,
         "last_updated": now, "default_version": null,
     });
-    Deployment {
-        fields: as_map(fields),
-        versions: BTreeMap::new(),
-    }
+    Deployment { fields: as_map(fields), versions: BTreeMap::new() }
 }
 
 fn add_version(deployment: &mut Deployment, deployment_name: &str, version: &str) -> Map<String, Value> {
@@ -181,15 +169,10 @@ pub fn router(state: SimState) -> Router {
     let api = Router::new()
         .route("/status", get(status))
         .route("/projects/{project_name}", get(project_get))
-        .route(
-            "/projects/{project_name}/deployments",
-            get(deployments_list).post(deployments_create),
-        )
+        .route("/projects/{project_name}/deployments", get(deployments_list).post(deployments_create))
         .route(
             "/projects/{project_name}/deployments/{deployment_name}",
-            get(deployments_get)
-                .patch(deployments_update)
-                .delete(deployments_delete),
+            get(deployments_get).patch(deployments_update).delete(deployments_delete),
         )
         .route(
             "/projects/{project_name}/deployments/{deployment_name}/versions",
@@ -199,24 +182,15 @@ pub fn router(state: SimState) -> Router {
             "/projects/{project_name}/deployments/{deployment_name}/versions/{version}",
             get(versions_get).delete(versions_delete),
         )
-        .route(
-            "/projects/{project_name}/services",
-            get(services_list).post(services_create),
-        )
+        .route("/projects/{project_name}/services", get(services_list).post(services_create))
         .route(
             "/projects/{project_name}/services/{service_name}",
             get(services_get).patch(services_update).delete(services_delete),
         )
-        .route(
-            "/projects/{project_name}/services/{service_name}/status",
-            get(services_status),
-        );
+        .route("/projects/{project_name}/services/{service_name}/status", get(services_status));
     let sim = Router::new()
         .route("/counters", get(control::counters))
-        .route(
-            "/faults",
-            axum::routing::post(control::add_fault).delete(control::clear_faults),
-        )
+        .route("/faults", axum::routing::post(control::add_fault).delete(control::clear_faults))
         .with_state(state.control.clone())
         .merge(
             Router::new()
@@ -244,10 +218,7 @@ async fn status(State(s): State<SimState>, headers: HeaderMap) -> ApiResult {
 }
 
 fn project<'a>(store: &'a mut Store, name: &str) -> ApiResult<&'a mut Project> {
-    store
-        .projects
-        .get_mut(name)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Project not found".into()))
+    store.projects.get_mut(name).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Project not found".into()))
 }
 
 async fn project_get(State(s): State<SimState>, headers: HeaderMap, Path(p): Path<String>) -> ApiResult {
@@ -264,11 +235,8 @@ async fn project_get(State(s): State<SimState>, headers: HeaderMap, Path(p): Pat
 async fn deployments_list(State(s): State<SimState>, headers: HeaderMap, Path(p): Path<String>) -> ApiResult {
     s.authorize(&headers)?;
     let mut store = s.lock();
-    let items: Vec<Value> = project(&mut store, &p)?
-        .deployments
-        .values()
-        .map(|d| Value::Object(d.fields.clone()))
-        .collect();
+    let items: Vec<Value> =
+        project(&mut store, &p)?.deployments.values().map(|d| Value::Object(d.fields.clone())).collect();
     Ok(Json(items).into_response())
 }
 
@@ -284,10 +252,7 @@ async fn deployments_create(
     let mut store = s.lock();
     let project = project(&mut store, &p)?;
     if project.deployments.contains_key(&name) {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("Deployment '{name}' already exists"),
-        ));
+        return Err(ApiError(StatusCode::CONFLICT, format!("Deployment '{name}' already exists")));
     }
     let mut deployment = new_deployment(&p, &name);
     for key in ["description", "input_type", "output_type", "labels"] {
@@ -301,10 +266,7 @@ async fn deployments_create(
 }
 
 fn deployment<'a>(project: &'a mut Project, name: &str) -> ApiResult<&'a mut Deployment> {
-    project
-        .deployments
-        .get_mut(name)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Deployment not found".into()))
+    project.deployments.get_mut(name).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Deployment not found".into()))
 }
 
 async fn deployments_get(
@@ -354,10 +316,7 @@ async fn deployments_delete(
     s.authorize(&headers)?;
     let mut store = s.lock();
     let project = project(&mut store, &p)?;
-    project
-        .deployments
-        .remove(&d)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Deployment not found".into()))?;
+    project.deployments.remove(&d).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Deployment not found".into()))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -369,15 +328,7 @@ async fn versions_list(
     s.authorize(&headers)?;
     let mut store = s.lock();
     let deployment = deployment(project(&mut store, &p)?, &d)?;
-    Ok(Json(
-        deployment
-            .versions
-            .values()
-            .cloned()
-            .map(Value::Object)
-            .collect::<Vec<_>>(),
-    )
-    .into_response())
+    Ok(Json(deployment.versions.values().cloned().map(Value::Object).collect::<Vec<_>>()).into_response())
 }
 
 async fn versions_create(
@@ -392,19 +343,10 @@ async fn versions_create(
     let mut store = s.lock();
     let deployment = deployment(project(&mut store, &p)?, &d)?;
     if deployment.versions.contains_key(&version) {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("Version '{version}' already exists"),
-        ));
+        return Err(ApiError(StatusCode::CONFLICT, format!("Version '{version}' already exists")));
     }
     let mut fields = add_version(deployment, &d, &version);
-    for key in [
-        "minimum_instances",
-        "maximum_instances",
-        "maximum_idle_time",
-        "labels",
-        "environment",
-    ] {
+    for key in ["minimum_instances", "maximum_instances", "maximum_idle_time", "labels", "environment"] {
         if let Some(v) = body.get(key).filter(|v| !v.is_null()) {
             fields.insert(key.into(), v.clone());
         }
@@ -421,10 +363,8 @@ async fn versions_get(
     s.authorize(&headers)?;
     let mut store = s.lock();
     let deployment = deployment(project(&mut store, &p)?, &d)?;
-    let version = deployment
-        .versions
-        .get(&v)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Version not found".into()))?;
+    let version =
+        deployment.versions.get(&v).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Version not found".into()))?;
     Ok(Json(Value::Object(version.clone())).into_response())
 }
 
@@ -436,10 +376,7 @@ async fn versions_delete(
     s.authorize(&headers)?;
     let mut store = s.lock();
     let deployment = deployment(project(&mut store, &p)?, &d)?;
-    deployment
-        .versions
-        .remove(&v)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Version not found".into()))?;
+    deployment.versions.remove(&v).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Version not found".into()))?;
     if deployment.fields.get("default_version").and_then(Value::as_str) == Some(v.as_str()) {
         deployment.fields.insert("default_version".into(), Value::Null);
     }
@@ -483,12 +420,7 @@ fn validate_field(key: &str, value: &Value) -> Result<(), String> {
         Value::Number(n) if n.is_i64() => Ok(()),
         _ => Err(format!("{key}: a valid integer is required")),
     };
-    let boolean = || {
-        value
-            .is_boolean()
-            .then_some(())
-            .ok_or_else(|| format!("{key}: must be a valid boolean"))
-    };
+    let boolean = || value.is_boolean().then_some(()).ok_or_else(|| format!("{key}: must be a valid boolean"));
     match key {
         "name" => match value {
             Value::String(s) if valid_name(s) => Ok(()),
@@ -542,9 +474,7 @@ fn valid_name(s: &str) -> bool {
     let bytes = s.as_bytes();
     !s.is_empty()
         && s.len() <= 64
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -611,10 +541,7 @@ fn create_service(project: &mut Project, body: &Map<String, Value>, delay: Durat
     apply_body(&mut fields, body)?;
     let name = fields["name"].as_str().unwrap_or_default().to_string();
     if project.services.contains_key(&name) {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("A service with name '{name}' already exists"),
-        ));
+        return Err(ApiError(StatusCode::CONFLICT, format!("A service with name '{name}' already exists")));
     }
     check_references(project, &fields)?;
     let id = uuid::Uuid::new_v4().to_string();
@@ -624,21 +551,14 @@ fn create_service(project: &mut Project, body: &Map<String, Value>, delay: Durat
     fields.insert("time_created".into(), json!(now));
     fields.insert("time_updated".into(), json!(now));
     fields.insert("imported_scheme".into(), Value::Null);
-    let service = Service {
-        fields,
-        ready_at: Instant::now() + delay,
-        failed: false,
-    };
+    let service = Service { fields, ready_at: Instant::now() + delay, failed: false };
     let detail = service_detail(&service);
     project.services.insert(name, service);
     Ok(detail)
 }
 
 fn service<'a>(project: &'a mut Project, name: &str) -> ApiResult<&'a mut Service> {
-    project
-        .services
-        .get_mut(name)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Service not found".into()))
+    project.services.get_mut(name).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Service not found".into()))
 }
 
 #[derive(serde::Deserialize)]
@@ -660,11 +580,7 @@ async fn services_list(
         .labels
         .as_deref()
         .filter(|l| !l.is_empty())
-        .map(|l| {
-            l.split(',')
-                .map(|pair| pair.split_once(':').map_or((pair, None), |(k, v)| (k, Some(v))))
-                .collect()
-        })
+        .map(|l| l.split(',').map(|pair| pair.split_once(':').map_or((pair, None), |(k, v)| (k, Some(v)))).collect())
         .unwrap_or_default();
     let wanted_versions: Vec<&str> = q
         .deployment_version_ids
@@ -678,9 +594,7 @@ async fn services_list(
         .filter(|svc| {
             wanted_labels.is_empty()
                 || wanted_labels.iter().any(|(k, v)| {
-                    svc.fields["labels"]
-                        .get(*k)
-                        .is_some_and(|actual| v.is_none_or(|v| actual.as_str() == Some(v)))
+                    svc.fields["labels"].get(*k).is_some_and(|actual| v.is_none_or(|v| actual.as_str() == Some(v)))
                 })
         })
         .filter(|svc| {
@@ -725,16 +639,11 @@ async fn services_update(
     }
     let new_name = fields["name"].as_str().unwrap_or_default().to_string();
     if new_name != name && project.services.contains_key(&new_name) {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("A service with name '{new_name}' already exists"),
-        ));
+        return Err(ApiError(StatusCode::CONFLICT, format!("A service with name '{new_name}' already exists")));
     }
     check_references(project, &fields)?;
     let mut service = project.services.remove(&name).expect("checked above");
-    let rerouted = ["deployment", "version", "port"]
-        .iter()
-        .any(|k| fields.get(*k) != service.fields.get(*k));
+    let rerouted = ["deployment", "version", "port"].iter().any(|k| fields.get(*k) != service.fields.get(*k));
     if rerouted {
         service.ready_at = Instant::now() + s.delay;
     }
@@ -753,10 +662,7 @@ async fn services_delete(
     s.authorize(&headers)?;
     let mut store = s.lock();
     let project = project(&mut store, &p)?;
-    project
-        .services
-        .remove(&name)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Service not found".into()))?;
+    project.services.remove(&name).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Service not found".into()))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -768,19 +674,12 @@ async fn services_status(
     s.authorize(&headers)?;
     let mut store = s.lock();
     let project = project(&mut store, &p)?;
-    let svc = project
-        .services
-        .get(&name)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Service not found".into()))?;
+    let svc = project.services.get(&name).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "Service not found".into()))?;
     let target = resolved_version(project, &svc.fields);
     let ready = !svc.failed
         && Instant::now() >= svc.ready_at
         && target.is_some_and(|v| v.get("status").and_then(Value::as_str) == Some("available"));
-    let instances = if ready {
-        target.and_then(|v| v["minimum_instances"].as_i64()).unwrap_or(0).max(1)
-    } else {
-        0
-    };
+    let instances = if ready { target.and_then(|v| v["minimum_instances"].as_i64()).unwrap_or(0).max(1) } else { 0 };
     Ok(Json(json!({"id": svc.fields["id"], "ready": ready, "instances_ready": instances})).into_response())
 }
 
@@ -803,18 +702,12 @@ async fn sim_state(State(s): State<SimState>) -> Json<Value> {
                 .iter()
                 .map(|(d, dep)| {
                     let mut out = dep.fields.clone();
-                    out.insert(
-                        "versions".into(),
-                        dep.versions.values().cloned().map(Value::Object).collect(),
-                    );
+                    out.insert("versions".into(), dep.versions.values().cloned().map(Value::Object).collect());
                     (d.clone(), Value::Object(out))
                 })
                 .collect();
             let services: Vec<Value> = p.services.values().map(service_detail).collect();
-            (
-                name.clone(),
-                json!({"id": p.id, "deployments": deployments, "services": services}),
-            )
+            (name.clone(), json!({"id": p.id, "deployments": deployments, "services": services}))
         })
         .collect();
     Json(json!({ "projects": projects }))
@@ -824,10 +717,7 @@ async fn sim_state(State(s): State<SimState>) -> Json<Value> {
 /// when given, a service as if someone else had created it (for adoption tests).
 async fn sim_seed(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(bad)?;
-    let p = body
-        .get("project")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("project: this field is required"))?;
+    let p = body.get("project").and_then(Value::as_str).ok_or_else(|| bad("project: this field is required"))?;
     let mut store = s.lock();
     let project = store.projects.entry(p.to_string()).or_insert_with(new_project);
     match body.get("service") {
@@ -842,10 +732,9 @@ async fn sim_seed(State(s): State<SimState>, body: Bytes) -> ApiResult {
 /// `POST /_sim/fail` `{"project": "p", "service": "name"}`: the service never becomes ready again.
 async fn sim_fail(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(bad)?;
-    let (Some(p), Some(name)) = (
-        body.get("project").and_then(Value::as_str),
-        body.get("service").and_then(Value::as_str),
-    ) else {
+    let (Some(p), Some(name)) =
+        (body.get("project").and_then(Value::as_str), body.get("service").and_then(Value::as_str))
+    else {
         return Err(bad("project and service are required"));
     };
     let mut store = s.lock();

@@ -39,10 +39,7 @@ static PLANE: OnceLock<ControlPlane> = OnceLock::new();
 
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root exists")
 }
 
 /// The shared control plane of this test process, started (and its CRDs installed) on first call.
@@ -50,10 +47,7 @@ pub fn repo_root() -> PathBuf {
 pub fn control_plane() -> &'static ControlPlane {
     PLANE.get_or_init(|| {
         let plane = match std::env::var_os("TETHER_TEST_KUBECONFIG") {
-            Some(path) => ControlPlane {
-                kubeconfig: PathBuf::from(path),
-                _lifeline: None,
-            },
+            Some(path) => ControlPlane { kubeconfig: PathBuf::from(path), _lifeline: None },
             None => start().unwrap_or_else(|e| panic!("control plane did not start: {e}")),
         };
         // Install on a runtime of our own: each #[tokio::test] has its own, and a client must not outlive
@@ -81,9 +75,7 @@ impl ControlPlane {
 
     /// A new client on the current tokio runtime.
     pub async fn client(&self) -> Client {
-        client_for(&self.kubeconfig)
-            .await
-            .expect("client from the test kubeconfig")
+        client_for(&self.kubeconfig).await.expect("client from the test kubeconfig")
     }
 }
 
@@ -118,27 +110,17 @@ fn start() -> Result<ControlPlane, String> {
     let stdin = child.stdin.take().expect("piped stdin");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| format!("reading the control plane's output: {e}"))?;
+    BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("reading the control plane's output: {e}"))?;
     let Some(path) = line.trim().strip_prefix("ready ") else {
         let _ = child.kill();
-        return Err(format!(
-            "control plane exited before it was ready (logs in {})",
-            data_dir.join("logs").display()
-        ));
+        return Err(format!("control plane exited before it was ready (logs in {})", data_dir.join("logs").display()));
     };
-    Ok(ControlPlane {
-        kubeconfig: PathBuf::from(path),
-        _lifeline: Some(Mutex::new((child, stdin))),
-    })
+    Ok(ControlPlane { kubeconfig: PathBuf::from(path), _lifeline: Some(Mutex::new((child, stdin))) })
 }
 
 async fn client_for(kubeconfig: &Path) -> Result<Client, String> {
     let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| e.to_string())?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| e.to_string())?;
     Client::try_from(config).map_err(|e| e.to_string())
 }
 
@@ -183,10 +165,7 @@ async fn install_crds(kubeconfig: &Path) -> Result<(), String> {
 
 fn unique() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{:x}{:x}", nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -204,10 +183,7 @@ impl TestNamespace {
         let client = control_plane().client().await;
         let name = format!("{prefix}-{}", unique());
         let ns = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
+            metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
             ..Default::default()
         };
         Api::<Namespace>::all(client.clone())

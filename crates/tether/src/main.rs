@@ -33,7 +33,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct SimArgs {
-    /// Platforms to simulate: `all` or a comma-separated list (available: iguazio, apolo, ubiops, peak).
+    /// Platforms to simulate: `all` or a comma-separated list (available: iguazio, civis, apolo, ubiops, peak).
     #[arg(long, default_value = "all", value_delimiter = ',')]
     platforms: Vec<String>,
     /// Write the endpoints (URLs, credentials, seeded fixtures) to this JSON file.
@@ -72,9 +72,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     } else {
         args.platforms.iter().map(String::as_str).collect()
     };
-    let options = tether_sim::SimOptions {
-        delay: std::time::Duration::from_millis(args.delay_ms),
-    };
+    let options = tether_sim::SimOptions { delay: std::time::Duration::from_millis(args.delay_ms) };
     let mut endpoints = serde_json::Map::new();
     for platform in platforms {
         let endpoint = tether_sim::spawn(platform, args.listen, options).await?;

@@ -30,9 +30,7 @@ pub async fn api_for(client: &Client, ns: &str, obj: &serde_json::Value) -> Api<
     let api_version = obj["apiVersion"].as_str().expect("apiVersion");
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, obj["kind"].as_str().expect("kind"));
-    let (resource, caps) = pinned_kind(client, &gvk)
-        .await
-        .unwrap_or_else(|e| panic!("discovery of {gvk:?}: {e}"));
+    let (resource, caps) = pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("discovery of {gvk:?}: {e}"));
     if caps.scope == kube::discovery::Scope::Namespaced {
         Api::namespaced_with(client.clone(), ns, &resource)
     } else {
@@ -56,14 +54,7 @@ pub async fn create(
         let name = format!("{}-{ns}", dynamic.name_any());
         dynamic.metadata.name = Some(name);
     }
-    api.create(
-        &PostParams {
-            dry_run,
-            ..Default::default()
-        },
-        &dynamic,
-    )
-    .await
+    api.create(&PostParams { dry_run, ..Default::default() }, &dynamic).await
 }
 
 /// `base` with an RFC 7386 JSON merge patch applied.

@@ -15,13 +15,7 @@ struct Invalid {
 }
 
 fn invalid_on_create() -> Vec<Invalid> {
-    let case = |case, file, kind, patch, expect| Invalid {
-        case,
-        file,
-        kind,
-        patch,
-        expect,
-    };
+    let case = |case, file, kind, patch, expect| Invalid { case, file, kind, patch, expect };
     vec![
         case(
             "missing required name",
@@ -243,13 +237,7 @@ async fn invalid_manifests_are_rejected_with_the_rule_message() {
             Err(e) => failures.push(format!("{}: expected 422 with {:?}, got {e}", c.case, c.expect)),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases wrong:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 /// Identity fields are immutable: an update that changes one is refused; the same update of a mutable
@@ -258,18 +246,8 @@ async fn invalid_manifests_are_rejected_with_the_rule_message() {
 async fn identity_fields_cannot_change_after_creation() {
     let ns = TestNamespace::new("immutable").await;
     let cases = [
-        (
-            "appservice.yaml",
-            "AppService",
-            json!({"spec": {"name": "other-notebook"}}),
-            "name is immutable",
-        ),
-        (
-            "appservice.yaml",
-            "AppService",
-            json!({"spec": {"kind": "shell"}}),
-            "kind is immutable",
-        ),
+        ("appservice.yaml", "AppService", json!({"spec": {"name": "other-notebook"}}), "name is immutable"),
+        ("appservice.yaml", "AppService", json!({"spec": {"kind": "shell"}}), "kind is immutable"),
         (
             "civisservice.yaml",
             "CivisService",
@@ -282,30 +260,10 @@ async fn identity_fields_cannot_change_after_creation() {
             json!({"spec": {"hidden": true}}),
             "hidden is set at creation and cannot change",
         ),
-        (
-            "apoloapp.yaml",
-            "ApoloApp",
-            json!({"spec": {"templateName": "mlflow"}}),
-            "templateName is immutable",
-        ),
-        (
-            "apoloapp.yaml",
-            "ApoloApp",
-            json!({"spec": {"project": "other"}}),
-            "project is immutable",
-        ),
-        (
-            "ubiservice.yaml",
-            "UbiService",
-            json!({"spec": {"project": "other"}}),
-            "project is immutable",
-        ),
-        (
-            "peakwebapp.yaml",
-            "PeakWebapp",
-            json!({"spec": {"name": "renamed"}}),
-            "name is immutable",
-        ),
+        ("apoloapp.yaml", "ApoloApp", json!({"spec": {"templateName": "mlflow"}}), "templateName is immutable"),
+        ("apoloapp.yaml", "ApoloApp", json!({"spec": {"project": "other"}}), "project is immutable"),
+        ("ubiservice.yaml", "UbiService", json!({"spec": {"project": "other"}}), "project is immutable"),
+        ("peakwebapp.yaml", "PeakWebapp", json!({"spec": {"name": "renamed"}}), "name is immutable"),
         (
             "peakwebapp.yaml",
             "Connection",
@@ -317,9 +275,7 @@ async fn identity_fields_cannot_change_after_creation() {
     for (i, (file, kind, patch, expect)) in cases.into_iter().enumerate() {
         let mut manifest = example(file, kind);
         manifest["metadata"]["name"] = json!(format!("case-{i}"));
-        let created = create(&ns.client, &ns.name, &manifest, false)
-            .await
-            .expect("valid example is created");
+        let created = create(&ns.client, &ns.name, &manifest, false).await.expect("valid example is created");
         let api = api_for(&ns.client, &ns.name, &manifest).await;
         let name = created.metadata.name.clone().expect("name");
         let params = kube::api::PatchParams::default();

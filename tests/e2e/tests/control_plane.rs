@@ -29,15 +29,7 @@ async fn the_seven_crds_are_installed_and_established() {
     established.sort();
     assert_eq!(
         established,
-        [
-            "ApoloApp",
-            "AppService",
-            "CivisService",
-            "ClusterConnection",
-            "Connection",
-            "PeakWebapp",
-            "UbiService"
-        ]
+        ["ApoloApp", "AppService", "CivisService", "ClusterConnection", "Connection", "PeakWebapp", "UbiService"]
     );
 }
 
@@ -65,20 +57,10 @@ fn kubectl_works_against_the_kubeconfig() {
     let out = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(plane.kubeconfig())
-        .args([
-            "get",
-            "crd",
-            "appservices.tether.dev",
-            "-o",
-            "jsonpath={.spec.names.categories}",
-        ])
+        .args(["get", "crd", "appservices.tether.dev", "-o", "jsonpath={.spec.names.categories}"])
         .output()
         .expect("kubectl is on PATH (it ships with the machine image)");
-    assert!(
-        out.status.success(),
-        "kubectl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "kubectl failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), r#"["tether"]"#);
 
     // The API server publishes a new CRD's OpenAPI a few seconds after it is Established.
@@ -90,11 +72,7 @@ fn kubectl_works_against_the_kubeconfig() {
             .args(["explain", "ubiservice.spec.port"])
             .output()
             .expect("kubectl explain");
-        said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&explain.stdout),
-            String::from_utf8_lossy(&explain.stderr)
-        );
+        said = format!("{}{}", String::from_utf8_lossy(&explain.stdout), String::from_utf8_lossy(&explain.stderr));
         if said.contains("Port on the instances traffic is routed to") {
             return;
         }
@@ -112,22 +90,10 @@ async fn dependents_are_garbage_collected_with_their_owner() {
 
     let ns = TestNamespace::new("gc").await;
     let maps: Api<ConfigMap> = Api::namespaced(ns.client.clone(), &ns.name);
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    };
-    let owner = ConfigMap {
-        metadata: meta("owner"),
-        ..Default::default()
-    };
-    let owner = maps
-        .create(&PostParams::default(), &owner)
-        .await
-        .expect("owner created");
-    let mut dependent = ConfigMap {
-        metadata: meta("dependent"),
-        ..Default::default()
-    };
+    let meta = |name: &str| ObjectMeta { name: Some(name.into()), ..Default::default() };
+    let owner = ConfigMap { metadata: meta("owner"), ..Default::default() };
+    let owner = maps.create(&PostParams::default(), &owner).await.expect("owner created");
+    let mut dependent = ConfigMap { metadata: meta("dependent"), ..Default::default() };
     dependent.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "v1".into(),
         kind: "ConfigMap".into(),
@@ -135,12 +101,8 @@ async fn dependents_are_garbage_collected_with_their_owner() {
         uid: owner.metadata.uid.clone().expect("uid"),
         ..Default::default()
     }]);
-    maps.create(&PostParams::default(), &dependent)
-        .await
-        .expect("dependent created");
-    maps.delete("owner", &DeleteParams::default())
-        .await
-        .expect("owner deleted");
+    maps.create(&PostParams::default(), &dependent).await.expect("dependent created");
+    maps.delete("owner", &DeleteParams::default()).await.expect("owner deleted");
     for _ in 0..300 {
         if maps.get_opt("dependent").await.expect("get").is_none() {
             return;
