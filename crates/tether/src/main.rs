@@ -42,7 +42,8 @@ struct SimArgs {
     /// Delay of asynchronous platform transitions, in milliseconds (0 for benchmarks).
     #[arg(long, default_value_t = 300)]
     delay_ms: u64,
-    /// Address to listen on; port 0 gives each simulator a free port.
+    /// Address to listen on. Port 0 gives each simulator a free port; another port P gives the platforms
+    /// P, P+1, ... in the order of --platforms (`all`: iguazio, civis, apolo, ubiops, peak).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
 }
@@ -74,8 +75,16 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     };
     let options = tether_sim::SimOptions { delay: std::time::Duration::from_millis(args.delay_ms) };
     let mut endpoints = serde_json::Map::new();
-    for platform in platforms {
-        let endpoint = tether_sim::spawn(platform, args.listen, options).await?;
+    for (index, platform) in platforms.into_iter().enumerate() {
+        let mut addr = args.listen;
+        if addr.port() != 0 {
+            let port = u16::try_from(usize::from(addr.port()) + index)
+                .map_err(|_| anyhow::anyhow!("--listen port {} leaves no room for {platform}", args.listen.port()))?;
+            addr.set_port(port);
+        }
+        let endpoint = tether_sim::spawn(platform, addr, options)
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the {platform} simulator on {addr}: {e}"))?;
         eprintln!("{platform}: {}", endpoint.url);
         endpoints.insert(platform.to_string(), serde_json::to_value(endpoint)?);
     }
