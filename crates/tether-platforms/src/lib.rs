@@ -1,5 +1,12 @@
-//! Typed async clients of the five platforms (Iguazio, Civis, Apolo, UbiOps, Peak) over one HTTP layer:
-//! credentials, timeouts, retries with jittered backoff honouring Retry-After, a per-connection rate limit
-//! and one error type that classifies every failure. No kube dependency: usable as a plain Rust SDK.
+//! Typed async clients of the platforms Tether manages, over one HTTP layer ([`http`]): credentials,
+//! timeouts, retries with jittered backoff honouring Retry-After, a per-account rate limit, and one error
+//! type ([`Error`]) that classifies every failure. No kube dependency: usable as a plain Rust SDK.
 //!
-//! The clients are not written yet (issue "Platform clients"); this crate holds the place in the layout.
+//! Clients so far: UbiOps ([`ubiops`]). Iguazio, Civis, Apolo and Peak are still to come.
+
+pub mod error;
+pub mod http;
+pub mod ubiops;
+
+pub use error::{Error, Result};
+pub use http::{Call, Dialect, Http, HttpConfig, Secret};

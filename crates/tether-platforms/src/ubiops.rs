@@ -1,0 +1,187 @@
+//! UbiOps client (shared/platforms/ubiops.md): services under a project, and the project, deployments and
+//! versions they reference. Auth is `Authorization: Token <token>`; errors are `{"error": "..."}` and a 429
+//! says when to retry in `x-ratelimit-reset`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+
+/// A UbiOps service as the platform returns it (create, get, update, list).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// Stable UUID, kept across renames.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Name, unique in the project.
+    pub name: String,
+    /// Deployment receiving the traffic.
+    pub deployment: Option<String>,
+    /// Version of that deployment; `None` follows its default version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Port traffic goes to.
+    pub port: Option<i64>,
+    /// Public URL.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Creation time (ISO-8601).
+    #[serde(default)]
+    pub time_created: Option<String>,
+    /// Last change (ISO-8601).
+    #[serde(default)]
+    pub time_updated: Option<String>,
+    /// Every other field, kept as the platform sent it.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// `GET .../services/{name}/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service's id.
+    pub id: String,
+    /// Whether it serves traffic.
+    pub ready: bool,
+    /// Instances ready to serve.
+    #[serde(default)]
+    pub instances_ready: i64,
+}
+
+/// The body of a create or a (partial) update: only the fields set are sent. `version: Some(None)` sends
+/// an explicit null, which returns the service to following the deployment's default version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServiceFields {
+    /// Name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Deployment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// Version; `Some(None)` is an explicit null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<Option<String>>,
+    /// Port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// Any other writable field (description, labels, limits, ...), by its platform name.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A UbiOps client for one account (token) and API base URL (`.../v2.1`).
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: Arc<Http>,
+}
+
+fn message(body: &Value) -> Option<String> {
+    body.get("error").or_else(|| body.get("error_message")).and_then(Value::as_str).map(str::to_string)
+}
+
+fn seg(s: &str) -> String {
+    // Path parameters are percent-encoded as a whole, as the SDK does.
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+impl Client {
+    /// A client for `config.base_url` (e.g. `https://api.ubiops.com/v2.1`) with an API token (with or
+    /// without its `Token ` prefix).
+    pub fn new(config: HttpConfig, token: &Secret) -> Result<Self> {
+        let raw = token.expose().trim();
+        let value = if raw.contains(' ') { raw.to_string() } else { format!("Token {raw}") };
+        let dialect = Dialect {
+            platform: "ubiops",
+            auth_headers: vec![(reqwest::header::AUTHORIZATION, Secret::new(value))],
+            message,
+            retry_header: Some("x-ratelimit-reset"),
+        };
+        Ok(Self { http: Http::new(config, dialect)? })
+    }
+
+    /// `GET /status`: the API answers and the token is accepted.
+    pub async fn ping(&self) -> Result<()> {
+        self.http.empty(Call::new(Method::GET, "/status", "status")).await
+    }
+
+    /// `GET /projects/{project}`.
+    pub async fn project_get(&self, project: &str) -> Result<Map<String, Value>> {
+        self.http.json(Call::new(Method::GET, "/projects/{project_name}", format!("projects/{}", seg(project)))).await
+    }
+
+    /// `GET /projects/{p}/services`, filtered by labels (`k:v,...`, any matches) and deployment version ids.
+    pub async fn services_list(
+        &self,
+        project: &str,
+        labels: Option<&str>,
+        deployment_version_ids: Option<&str>,
+    ) -> Result<Vec<Service>> {
+        let mut call =
+            Call::new(Method::GET, "/projects/{project_name}/services", format!("projects/{}/services", seg(project)));
+        if let Some(labels) = labels {
+            call = call.query("labels", labels);
+        }
+        if let Some(ids) = deployment_version_ids {
+            call = call.query("deployment_version_ids", ids);
+        }
+        self.http.json(call).await
+    }
+
+    /// `GET /projects/{p}/services/{name}`.
+    pub async fn services_get(&self, project: &str, name: &str) -> Result<Service> {
+        self.http.json(Call::new(Method::GET, SERVICE, service_path(project, name))).await
+    }
+
+    /// `POST /projects/{p}/services`. Not retried on 5xx (a retry could race a create that went through);
+    /// a caller that lost the answer finds the service by name.
+    pub async fn services_create(&self, project: &str, fields: &ServiceFields) -> Result<Service> {
+        let call =
+            Call::new(Method::POST, "/projects/{project_name}/services", format!("projects/{}/services", seg(project)));
+        self.http.json(call.json(fields)?).await
+    }
+
+    /// `PATCH /projects/{p}/services/{name}`: changes only the fields set.
+    pub async fn services_update(&self, project: &str, name: &str, fields: &ServiceFields) -> Result<Service> {
+        self.http.json(Call::new(Method::PATCH, SERVICE, service_path(project, name)).json(fields)?).await
+    }
+
+    /// `DELETE /projects/{p}/services/{name}` (synchronous: gone on success).
+    pub async fn services_delete(&self, project: &str, name: &str) -> Result<()> {
+        self.http.empty(Call::new(Method::DELETE, SERVICE, service_path(project, name))).await
+    }
+
+    /// `GET /projects/{p}/services/{name}/status`.
+    pub async fn services_status(&self, project: &str, name: &str) -> Result<ServiceStatus> {
+        let path = format!("{}/status", service_path(project, name));
+        self.http.json(Call::new(Method::GET, "/projects/{project_name}/services/{service_name}/status", path)).await
+    }
+
+    /// `GET /projects/{p}/deployments/{d}`.
+    pub async fn deployments_get(&self, project: &str, deployment: &str) -> Result<Map<String, Value>> {
+        let path = format!("projects/{}/deployments/{}", seg(project), seg(deployment));
+        self.http.json(Call::new(Method::GET, "/projects/{project_name}/deployments/{deployment_name}", path)).await
+    }
+
+    /// `GET /projects/{p}/deployments/{d}/versions/{v}`.
+    pub async fn versions_get(&self, project: &str, deployment: &str, version: &str) -> Result<Map<String, Value>> {
+        let path = format!("projects/{}/deployments/{}/versions/{}", seg(project), seg(deployment), seg(version));
+        let route = "/projects/{project_name}/deployments/{deployment_name}/versions/{version}";
+        self.http.json(Call::new(Method::GET, route, path)).await
+    }
+
+    /// Labels as the list filter takes them: `k1:v1,k2:v2`.
+    pub fn label_filter(labels: &BTreeMap<String, String>) -> String {
+        labels.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(",")
+    }
+}
+
+const SERVICE: &str = "/projects/{project_name}/services/{service_name}";
+
+fn service_path(project: &str, name: &str) -> String {
+    format!("projects/{}/services/{}", seg(project), seg(name))
+}
