@@ -127,10 +127,15 @@ impl Call {
         Ok(self)
     }
 
-    /// Declares the request safe to repeat even though its method is not (e.g. a POST the platform
-    /// deduplicates).
+    /// Declares the request safe to repeat even though its method is not (e.g. a POST that only reads).
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+
+    /// Declares the request unsafe to repeat even though its method is (e.g. a PUT that starts a job).
+    pub fn not_idempotent(mut self) -> Self {
+        self.idempotent = false;
         self
     }
 }

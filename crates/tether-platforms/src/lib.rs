@@ -2,10 +2,12 @@
 //! timeouts, retries with jittered backoff honouring Retry-After, a per-account rate limit, and one error
 //! type ([`Error`]) that classifies every failure. No kube dependency: usable as a plain Rust SDK.
 //!
-//! Clients so far: UbiOps ([`ubiops`]) and Peak ([`peak`]). Iguazio, Civis and Apolo are still to come.
+//! Clients so far: Iguazio ([`iguazio`]), UbiOps ([`ubiops`]) and Peak ([`peak`]). Civis and Apolo are still
+//! to come.
 
 pub mod error;
 pub mod http;
+pub mod iguazio;
 pub mod peak;
 pub mod ubiops;
 

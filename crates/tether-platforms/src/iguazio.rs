@@ -1,0 +1,189 @@
+//! Iguazio management API client (shared/platforms/iguazio.md): the tenant's app-services manifest, read
+//! and written whole, each write answered by a background job to poll. Auth is the access key as a
+//! `session` cookie plus `Authorization: Basic user:key`, as the vendor SDK sends them; errors are
+//! `{"errors": [{"status", "detail"}]}`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+
+/// The tenant's app-services manifest: every attribute as the platform sent it (a write sends them all
+/// back, so nothing may be dropped), with the services as a typed list.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The app services, each `{spec, meta, status}`.
+    pub app_services: Vec<AppService>,
+    /// `state`, `running_modification_job`, `last_error` and the rest, verbatim.
+    #[serde(flatten)]
+    pub attributes: Map<String, Value>,
+}
+
+/// One app service of the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppService {
+    /// Desired state; `name` and `kind` are always there.
+    pub spec: Map<String, Value>,
+    /// Labels and other metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+    /// Observed state (read-only; the platform ignores it on write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Map<String, Value>>,
+}
+
+impl AppService {
+    /// `spec.name`.
+    pub fn name(&self) -> &str {
+        self.spec.get("name").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// `status.state`, e.g. ready, provisioning, error.
+    pub fn state(&self) -> Option<&str> {
+        self.status.as_ref()?.get("state")?.as_str()
+    }
+}
+
+impl Manifest {
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&AppService> {
+        self.app_services.iter().find(|s| s.name() == name)
+    }
+
+    /// The apply job in flight, if any.
+    pub fn running_job(&self) -> Option<&str> {
+        self.attributes.get("running_modification_job").and_then(Value::as_str).filter(|j| !j.is_empty())
+    }
+}
+
+/// A background job (`GET /api/jobs/{id}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// created, dispatched, in_progress, completed, canceled, republishing or failed.
+    pub state: String,
+    /// `""` on success; on failure a JSON string `{"message", "status"}`.
+    pub result: String,
+}
+
+impl Job {
+    /// Whether the job has ended.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.state.as_str(), "completed" | "failed" | "canceled")
+    }
+}
+
+/// An Iguazio client for one user's access key at a dashboard URL.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: Arc<Http>,
+}
+
+fn message(body: &Value) -> Option<String> {
+    let errors = body.get("errors")?.as_array()?;
+    let details: Vec<&str> = errors.iter().filter_map(|e| e.get("detail")?.as_str()).collect();
+    (!details.is_empty()).then(|| details.join("; "))
+}
+
+fn job_of(envelope: &Value) -> Result<Job> {
+    let data = &envelope["data"];
+    let attrs = &data["attributes"];
+    let id = data["id"].as_str().ok_or_else(|| Error::Decode("job without an id".into()))?;
+    Ok(Job {
+        id: id.to_string(),
+        state: attrs["state"].as_str().unwrap_or_default().to_string(),
+        result: attrs["result"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+impl Client {
+    /// A client for the dashboard at `config.base_url`, authenticating as `username` with `access_key`.
+    pub fn new(config: HttpConfig, username: &str, access_key: &Secret) -> Result<Self> {
+        use base64::Engine as _;
+        // The cookie the vendor SDK sends: `j:` then JSON with a space after the colon, not URL-encoded.
+        let quoted = serde_json::to_string(access_key.expose()).unwrap_or_default();
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", access_key.expose()));
+        let dialect = Dialect {
+            platform: "iguazio",
+            auth_headers: vec![
+                (reqwest::header::COOKIE, Secret::new(format!(r#"session=j:{{"sid": {quoted}}}"#))),
+                (reqwest::header::AUTHORIZATION, Secret::new(format!("Basic {basic}"))),
+            ],
+            message,
+            retry_header: None,
+        };
+        Ok(Self { http: Http::new(config, dialect)? })
+    }
+
+    /// The platform version (`GET /api/tunnel/igz0.version.0/external_versions/igz0`).
+    pub async fn version(&self) -> Result<String> {
+        let route = "/api/tunnel/{tunnel}/external_versions/{node}";
+        let answer: Value =
+            self.http.json(Call::new(Method::GET, route, "api/tunnel/igz0.version.0/external_versions/igz0")).await?;
+        answer["data"]["attributes"]["external"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Decode("no version".into()))
+    }
+
+    /// Verifies the credentials; returns `(username, tenant id)`.
+    pub async fn verify(&self) -> Result<(String, String)> {
+        let route = "/api/sessions/verifications/planes/any/internal";
+        let answer: Value = self.http.json(Call::new(Method::POST, route, route).idempotent()).await?;
+        let attrs = &answer["data"]["attributes"];
+        let user = attrs["username"].as_str().unwrap_or_default().to_string();
+        let tenant = attrs["context"]["authentication"]["tenant_id"].as_str().unwrap_or_default().to_string();
+        Ok((user, tenant))
+    }
+
+    /// `GET /api/app_services_manifests`: the tenant's one manifest.
+    pub async fn manifest(&self) -> Result<Manifest> {
+        let route = "/api/app_services_manifests";
+        let answer: Value = self.http.json(Call::new(Method::GET, route, route)).await?;
+        let attributes = answer["data"].get(0).map(|m| m["attributes"].clone());
+        let attributes = attributes.ok_or_else(|| Error::Decode("no manifest in the answer".into()))?;
+        serde_json::from_value(attributes).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// `PUT /api/app_services_manifests`: writes the whole manifest; returns the apply job. The write is
+    /// not retried after a 5xx: the job may have started, and re-reading the manifest tells.
+    pub async fn put_manifest(&self, manifest: &Manifest) -> Result<Job> {
+        let route = "/api/app_services_manifests";
+        let body = json!({"data": {"type": "app_services_manifest", "attributes": manifest, "relationships": {}}});
+        let call = Call::new(Method::PUT, route, route).json(&body)?.not_idempotent();
+        job_of(&self.http.json::<Value>(call).await?)
+    }
+
+    /// `GET /api/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> Result<Job> {
+        job_of(&self.http.json::<Value>(Call::new(Method::GET, "/api/jobs/{job_id}", format!("api/jobs/{id}"))).await?)
+    }
+
+    /// Polls the job until it ends; a failed or canceled job is a [`Error::Platform`] with its message.
+    pub async fn wait_job(&self, id: &str, interval: Duration, timeout: Duration) -> Result<Job> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.job(id).await?;
+            if job.is_terminal() {
+                if job.state == "completed" {
+                    return Ok(job);
+                }
+                let why = serde_json::from_str::<Value>(&job.result)
+                    .ok()
+                    .and_then(|r| r["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| job.result.clone());
+                return Err(Error::Platform(format!("job {id} {}: {why}", job.state)));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Transient(format!("job {id} still {} after {timeout:?}", job.state)));
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The Iguazio client against the Iguazio simulator: handshake, manifest read-modify-write, jobs,
+//! failures, errors.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tether_platforms::iguazio::{AppService, Client};
+use tether_platforms::{Error, HttpConfig, Secret};
+use tether_sim::{SimOptions, spawn};
+
+async fn setup(delay: Duration) -> (Client, String) {
+    let endpoint = spawn("iguazio", "127.0.0.1:0".parse().unwrap(), SimOptions { delay }).await.unwrap();
+    let client =
+        Client::new(HttpConfig::new(endpoint.url.parse().unwrap()), "admin", &Secret::new("test-key")).unwrap();
+    (client, endpoint.url)
+}
+
+fn service(name: &str) -> AppService {
+    let spec =
+        json!({"name": name, "kind": "jupyter", "jupyter": {"image_name": "jupyter-all"}, "mark_as_changed": true});
+    AppService { spec: spec.as_object().cloned().unwrap(), ..Default::default() }
+}
+
+const TICK: Duration = Duration::from_millis(20);
+const LONG: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn handshake_and_a_read_modify_write_that_keeps_other_services() {
+    let (c, url) = setup(Duration::from_millis(100)).await;
+    assert_eq!(c.version().await.unwrap(), "3.6.0");
+    let (user, tenant) = c.verify().await.unwrap();
+    assert_eq!(user, "admin");
+    assert!(!tenant.is_empty());
+
+    let seeded = json!({"service": {"name": "other", "kind": "shell", "description": "keep me"}});
+    reqwest::Client::new().post(format!("{url}/_sim/seed")).json(&seeded).send().await.unwrap();
+
+    let mut manifest = c.manifest().await.unwrap();
+    assert_eq!(manifest.running_job(), None);
+    manifest.app_services.push(service("nb"));
+    let job = c.put_manifest(&manifest).await.unwrap();
+    assert_eq!(c.manifest().await.unwrap().running_job(), Some(job.id.as_str()));
+    assert!(matches!(c.put_manifest(&manifest).await, Err(Error::Conflict(_))), "one job at a time");
+    assert_eq!(c.wait_job(&job.id, TICK, LONG).await.unwrap().state, "completed");
+
+    let manifest = c.manifest().await.unwrap();
+    assert_eq!(manifest.service("nb").and_then(AppService::state), Some("ready"));
+    assert_eq!(manifest.service("other").unwrap().spec["description"], "keep me");
+    assert_eq!(manifest.service("nb").unwrap().spec["mark_as_changed"], false, "flags are cleared once applied");
+}
+
+#[tokio::test]
+async fn a_failed_apply_is_a_platform_error_with_the_service_message() {
+    let (c, url) = setup(Duration::ZERO).await;
+    reqwest::Client::new().post(format!("{url}/_sim/fail")).json(&json!({"service": "nb"})).send().await.unwrap();
+    let mut manifest = c.manifest().await.unwrap();
+    manifest.app_services.push(service("nb"));
+    let job = c.put_manifest(&manifest).await.unwrap();
+    let err = c.wait_job(&job.id, TICK, LONG).await.unwrap_err();
+    assert!(matches!(&err, Error::Platform(m) if m.contains("failed to deploy")), "{err}");
+    let status = c.manifest().await.unwrap().service("nb").unwrap().status.clone().unwrap();
+    assert_eq!(status["state"], "error");
+    assert!(status["error_info"]["description"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn errors_are_classified() {
+    let (c, url) = setup(Duration::ZERO).await;
+    assert!(matches!(c.job("nope").await, Err(Error::NotFound(_))));
+    let mut manifest = c.manifest().await.unwrap();
+    manifest
+        .app_services
+        .push(AppService { spec: json!({"name": "x"}).as_object().cloned().unwrap(), ..Default::default() });
+    assert!(matches!(c.put_manifest(&manifest).await, Err(Error::Invalid(m)) if m.contains("kind")));
+    let wrong = Client::new(HttpConfig::new(url.parse().unwrap()), "admin", &Secret::new("wrong")).unwrap();
+    assert!(matches!(wrong.verify().await, Err(Error::Unauthorized(_))));
+}
