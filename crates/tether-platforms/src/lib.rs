@@ -2,9 +2,10 @@
 //! timeouts, retries with jittered backoff honouring Retry-After, a per-account rate limit, and one error
 //! type ([`Error`]) that classifies every failure. No kube dependency: usable as a plain Rust SDK.
 //!
-//! Clients so far: Iguazio ([`iguazio`]), UbiOps ([`ubiops`]) and Peak ([`peak`]). Civis and Apolo are still
-//! to come.
+//! Clients so far: Iguazio ([`iguazio`]), Apolo ([`apolo`]), UbiOps ([`ubiops`]) and Peak ([`peak`]). Civis is
+//! still to come.
 
+pub mod apolo;
 pub mod error;
 pub mod http;
 pub mod iguazio;

@@ -1,0 +1,311 @@
+//! Apolo apps client (shared/platforms/apolo.md): apps installed from templates in one
+//! cluster/org/project scope, with the asynchronous lifecycle queued → progressing → healthy (or
+//! degraded/errored) and uninstalling → uninstalled. Auth is `Authorization: Bearer <token>`; errors are
+//! `{"error": ...}` or, for input validation, `{"errors": [{"path", "message"}]}`. The logs WebSocket is
+//! not covered: the operator has no use for it, and it would need a WebSocket client.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+
+/// An app as get, list, install, configure and rollback return it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    /// Id (UUID).
+    pub id: String,
+    /// Server-generated name.
+    pub name: String,
+    /// Human label (not unique).
+    pub display_name: String,
+    /// Template.
+    pub template_name: String,
+    /// Installed template version.
+    pub template_version: String,
+    /// queued, progressing, healthy, degraded, errored, uninstalling or uninstalled.
+    pub state: String,
+    /// Public URLs.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Every other field, as the platform sent it.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// A configuration revision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    /// 1, 2, ...
+    pub revision_number: i64,
+    /// Who made it.
+    pub creator: String,
+    /// Why.
+    pub comment: Option<String>,
+    /// When it started.
+    pub created_at: String,
+    /// When it was superseded; `None` for the current one.
+    pub end_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Page<T> {
+    items: Vec<T>,
+    #[serde(default = "one")]
+    pages: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// An Apolo client for one token and scope.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: Arc<Http>,
+    scope: String,
+    scope_query: [(String, String); 3],
+}
+
+fn message(body: &Value) -> Option<String> {
+    if let Some(e) = body.get("error").and_then(Value::as_str) {
+        return Some(e.to_string());
+    }
+    let errors = body.get("errors")?.as_array()?;
+    Some(
+        errors
+            .iter()
+            .map(|e| {
+                let path: Vec<&str> = e["path"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                format!("{}: {}", path.join("."), e["message"].as_str().unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+impl Client {
+    /// A client for the API at `config.base_url` (its origin; any path is ignored, as the SDK does) in
+    /// the given scope.
+    pub fn new(mut config: HttpConfig, token: &Secret, cluster: &str, org: &str, project: &str) -> Result<Self> {
+        config.base_url.set_path("/");
+        let dialect = Dialect {
+            platform: "apolo",
+            auth_headers: vec![(reqwest::header::AUTHORIZATION, Secret::new(format!("Bearer {}", token.expose())))],
+            message,
+            retry_header: None,
+        };
+        Ok(Self {
+            http: Http::new(config, dialect)?,
+            scope: format!("apis/apps/v1/cluster/{cluster}/org/{org}/project/{project}"),
+            scope_query: [
+                ("cluster".into(), cluster.into()),
+                ("org".into(), org.into()),
+                ("project".into(), project.into()),
+            ],
+        })
+    }
+
+    fn v1(&self, method: Method, route: &'static str, rest: &str) -> Call {
+        Call::new(method, route, format!("{}/{rest}", self.scope))
+    }
+
+    /// Apps of the scope in any of `states` (all states when empty), every page.
+    pub async fn list(&self, states: &[&str]) -> Result<Vec<App>> {
+        let mut out = Vec::new();
+        let mut page = 1;
+        loop {
+            let mut call = Call::new(Method::GET, "/apis/apps/v2/instances", "apis/apps/v2/instances");
+            for (k, v) in &self.scope_query {
+                call = call.query(k, v);
+            }
+            call = call.query("page", page);
+            for state in states {
+                call = call.query("states", state);
+            }
+            let answer: Page<App> = self.http.json(call).await?;
+            out.extend(answer.items);
+            if page >= answer.pages {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// One app by id.
+    pub async fn get(&self, id: &str) -> Result<App> {
+        self.http
+            .json(Call::new(Method::GET, "/apis/apps/v2/instances/{id}", format!("apis/apps/v2/instances/{id}")))
+            .await
+    }
+
+    /// Newer template versions per app, in request order (at most 100 ids per request).
+    pub async fn upgrades(&self, ids: &[&str]) -> Result<Vec<Map<String, Value>>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(100) {
+            let mut call =
+                Call::new(Method::GET, "/apis/apps/v2/instances/upgrades", "apis/apps/v2/instances/upgrades");
+            for id in chunk {
+                call = call.query("id", id);
+            }
+            out.extend(self.http.json::<Vec<Map<String, Value>>>(call).await?);
+        }
+        Ok(out)
+    }
+
+    /// Installs an app; it starts queued. Not retried after a 5xx: list by display name to find it.
+    pub async fn install(
+        &self,
+        template: &str,
+        version: &str,
+        input: &Value,
+        display_name: Option<&str>,
+    ) -> Result<App> {
+        let mut body = json!({"template_name": template, "template_version": version, "input": input});
+        if let Some(name) = display_name {
+            body["display_name"] = json!(name);
+        }
+        self.http.json(self.v1(Method::POST, "/apis/apps/v1/.../instances", "instances").json(&body)?).await
+    }
+
+    /// Reconfigures: a new revision; `input` replaces the whole input; `upgrade_to` changes the version.
+    pub async fn configure(
+        &self,
+        id: &str,
+        input: Option<&Value>,
+        display_name: Option<&str>,
+        upgrade_to: Option<&str>,
+        comment: Option<&str>,
+    ) -> Result<App> {
+        let mut body = Map::new();
+        if let Some(input) = input {
+            body.insert("input".into(), input.clone());
+        }
+        if let Some(name) = display_name {
+            body.insert("display_name".into(), json!(name));
+        }
+        if let Some(version) = upgrade_to {
+            body.insert("template_version".into(), json!(version));
+        }
+        if let Some(comment) = comment {
+            body.insert("comment".into(), json!(comment));
+        }
+        let call = self.v1(Method::PUT, "/apis/apps/v1/.../instances/{id}", &format!("instances/{id}")).json(&body)?;
+        self.http.json(call.not_idempotent()).await
+    }
+
+    /// Starts uninstalling (`force` skips the graceful cleanup).
+    pub async fn uninstall(&self, id: &str, force: bool) -> Result<()> {
+        let mut call = self.v1(Method::DELETE, "/apis/apps/v1/.../instances/{id}", &format!("instances/{id}"));
+        if force {
+            call = call.query("force", "true");
+        }
+        self.http.empty(call).await
+    }
+
+    /// The app's output parameters; `NotFound` until it has some.
+    pub async fn output(&self, id: &str) -> Result<Map<String, Value>> {
+        self.http
+            .json(self.v1(Method::GET, "/apis/apps/v1/.../instances/{id}/output", &format!("instances/{id}/output")))
+            .await
+    }
+
+    /// Values an app (or, with `None`, every app of the scope) publishes, optionally of one type.
+    pub async fn values(&self, id: Option<&str>, kind: Option<&str>) -> Result<Vec<Map<String, Value>>> {
+        let mut call = match id {
+            Some(id) => {
+                self.v1(Method::GET, "/apis/apps/v1/.../instances/{id}/values", &format!("instances/{id}/values"))
+            }
+            None => self.v1(Method::GET, "/apis/apps/v1/.../instances/values", "instances/values"),
+        };
+        if let Some(kind) = kind {
+            call = call.query("type", kind);
+        }
+        Ok(self.http.json::<Page<Map<String, Value>>>(call).await?.items)
+    }
+
+    /// The app's events, newest first, every page.
+    pub async fn events(&self, id: &str) -> Result<Vec<Map<String, Value>>> {
+        let mut out = Vec::new();
+        let mut page = 1;
+        loop {
+            let mut call =
+                self.v1(Method::GET, "/apis/apps/v1/.../instances/{id}/events", &format!("instances/{id}/events"));
+            if page > 1 {
+                call = call.query("page", page);
+            }
+            let answer: Page<Map<String, Value>> = self.http.json(call).await?;
+            out.extend(answer.items);
+            if page >= answer.pages {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// Configuration revisions, newest first.
+    pub async fn revisions(&self, id: &str) -> Result<Vec<Revision>> {
+        let path = format!("apis/apps/v2/instances/{id}/revisions");
+        self.http.json(Call::new(Method::GET, "/apis/apps/v2/instances/{id}/revisions", path)).await
+    }
+
+    /// Rolls back to revision `n` (a new revision with n's input).
+    pub async fn rollback(&self, id: &str, n: i64, comment: Option<&str>) -> Result<App> {
+        let body = comment.map_or_else(|| json!({}), |c| json!({ "comment": c }));
+        let route = "/apis/apps/v1/.../instances/{id}/revisions/{n}/rollback";
+        self.http
+            .json(self.v1(Method::POST, route, &format!("instances/{id}/revisions/{n}/rollback")).json(&body)?)
+            .await
+    }
+
+    /// `{display_name, input}` now, or of revision `n`.
+    pub async fn input(&self, id: &str, revision: Option<i64>) -> Result<Map<String, Value>> {
+        let call = match revision {
+            None => self.v1(Method::GET, "/apis/apps/v1/.../instances/{id}/input", &format!("instances/{id}/input")),
+            Some(n) => self.v1(
+                Method::GET,
+                "/apis/apps/v1/.../instances/{id}/revisions/{n}/input",
+                &format!("instances/{id}/revisions/{n}/input"),
+            ),
+        };
+        self.http.json(call).await
+    }
+
+    /// The template catalogue (latest version of each).
+    pub async fn templates(&self) -> Result<Vec<Map<String, Value>>> {
+        self.http.json(self.v1(Method::GET, "/apis/apps/v1/.../templates", "templates")).await
+    }
+
+    /// Versions of one template.
+    pub async fn template_versions(&self, name: &str) -> Result<Vec<Map<String, Value>>> {
+        self.http.json(self.v1(Method::GET, "/apis/apps/v1/.../templates/{name}", &format!("templates/{name}"))).await
+    }
+
+    /// One template version (`latest` resolves), with its input schema.
+    pub async fn template(&self, name: &str, version: &str) -> Result<Map<String, Value>> {
+        let route = "/apis/apps/v1/.../templates/{name}/{version}";
+        self.http.json(self.v1(Method::GET, route, &format!("templates/{name}/{version}"))).await
+    }
+
+    /// Polls until the app reaches one of `wanted`; `errored` (unless wanted) is a [`Error::Platform`].
+    pub async fn wait(&self, id: &str, wanted: &[&str], interval: Duration, timeout: Duration) -> Result<App> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let app = self.get(id).await?;
+            if wanted.contains(&app.state.as_str()) {
+                return Ok(app);
+            }
+            if app.state == "errored" {
+                return Err(Error::Platform(format!("app {} errored", app.display_name)));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Transient(format!("app {id} still {} after {timeout:?}", app.state)));
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
