@@ -2,10 +2,11 @@
 //! timeouts, retries with jittered backoff honouring Retry-After, a per-account rate limit, and one error
 //! type ([`Error`]) that classifies every failure. No kube dependency: usable as a plain Rust SDK.
 //!
-//! Clients so far: Iguazio ([`iguazio`]), Apolo ([`apolo`]), UbiOps ([`ubiops`]) and Peak ([`peak`]). Civis is
-//! still to come.
+//! Clients: Iguazio ([`iguazio`]), Civis ([`civis`]), Apolo ([`apolo`]), UbiOps ([`ubiops`]) and Peak
+//! ([`peak`]).
 
 pub mod apolo;
+pub mod civis;
 pub mod error;
 pub mod http;
 pub mod iguazio;

@@ -1,0 +1,312 @@
+//! Civis Platform services client (shared/platforms/civis.md): services, their deployments, tokens,
+//! shares, transfer and project membership. Auth is HTTP Basic with the API key as user name; errors carry
+//! `errorDescription`. Requests use the documented camelCase keys.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+
+/// A service (full form from get/create/update; list items carry a subset).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    /// Integer id.
+    pub id: i64,
+    /// Name (not unique).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Description (Tether keeps its ownership marker here).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The active deployment.
+    #[serde(default)]
+    pub current_deployment: Option<Deployment>,
+    /// URL the service is served at.
+    #[serde(default)]
+    pub current_url: Option<String>,
+    /// Archived (the platform has sent both a bool and a "true"/"false" string).
+    #[serde(default, deserialize_with = "bool_or_string")]
+    pub archived: bool,
+    /// Every other field, as the platform sent it.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// A deployment of a service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// Integer id.
+    pub deployment_id: i64,
+    /// pending, running, sleeping or terminated.
+    pub state: String,
+    /// The platform's words on the state.
+    #[serde(default)]
+    pub state_message: Option<String>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// A token; `token` (the secret) only in the create answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Token {
+    /// Integer id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// The secret, present once.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Bool(b) => b,
+        Value::String(s) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    })
+}
+
+/// List filters and paging of `GET /services`.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// Include hidden services.
+    pub hidden: bool,
+    /// `true`, `false` (default) or `all`.
+    pub archived: Option<&'static str>,
+    /// Owner user ids.
+    pub author: Option<String>,
+    /// `running` and/or `idle`.
+    pub status: Option<String>,
+}
+
+/// A Civis client for one API key.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: Arc<Http>,
+}
+
+fn message(body: &Value) -> Option<String> {
+    body.get("errorDescription").and_then(Value::as_str).map(str::to_string)
+}
+
+const SERVICE: &str = "/services/{id}";
+
+impl Client {
+    /// A client for `config.base_url` (e.g. `https://api.civisanalytics.com/`) and an API key.
+    pub fn new(config: HttpConfig, api_key: &Secret) -> Result<Self> {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:", api_key.expose()));
+        let dialect = Dialect {
+            platform: "civis",
+            auth_headers: vec![(reqwest::header::AUTHORIZATION, Secret::new(format!("Basic {basic}")))],
+            message,
+            retry_header: None,
+        };
+        Ok(Self { http: Http::new(config, dialect)? })
+    }
+
+    /// One page of services (1-based `page`, at most 50 per page), newest change first.
+    pub async fn list(&self, options: &ListOptions, page: u32, limit: u32) -> Result<Vec<Service>> {
+        let mut call =
+            Call::new(Method::GET, "/services", "services").query("page_num", page).query("limit", limit.min(50));
+        if options.hidden {
+            call = call.query("hidden", "true");
+        }
+        if let Some(archived) = options.archived {
+            call = call.query("archived", archived);
+        }
+        if let Some(author) = &options.author {
+            call = call.query("author", author);
+        }
+        if let Some(status) = &options.status {
+            call = call.query("status", status);
+        }
+        self.http.json(call).await
+    }
+
+    /// Every page of services, until an empty page (the platform's only end marker).
+    pub async fn list_all(&self, options: &ListOptions) -> Result<Vec<Service>> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let items = self.list(options, page, 50).await?;
+            if items.is_empty() {
+                break;
+            }
+            out.extend(items);
+        }
+        Ok(out)
+    }
+
+    /// `GET /services/{id}`.
+    pub async fn get(&self, id: i64) -> Result<Service> {
+        self.http.json(Call::new(Method::GET, SERVICE, format!("services/{id}"))).await
+    }
+
+    /// `POST /services` with camelCase fields. Not retried after a 5xx (names are not unique: a retry
+    /// could make two); the caller finds a lost create by its ownership marker.
+    pub async fn create(&self, fields: &Map<String, Value>) -> Result<Service> {
+        self.http.json(Call::new(Method::POST, "/services", "services").json(fields)?).await
+    }
+
+    /// `PATCH /services/{id}`: changes the top-level fields given.
+    pub async fn patch(&self, id: i64, fields: &Map<String, Value>) -> Result<Service> {
+        self.http.json(Call::new(Method::PATCH, SERVICE, format!("services/{id}")).json(fields)?).await
+    }
+
+    /// `PUT /services/{id}`: replaces every writable field (those left out go back to defaults).
+    pub async fn put(&self, id: i64, fields: &Map<String, Value>) -> Result<Service> {
+        self.http.json(Call::new(Method::PUT, SERVICE, format!("services/{id}")).json(fields)?).await
+    }
+
+    /// `PUT /services/{id}/archive`.
+    pub async fn archive(&self, id: i64, archived: bool) -> Result<Service> {
+        let call = Call::new(Method::PUT, "/services/{id}/archive", format!("services/{id}/archive"));
+        self.http.json(call.json(&json!({ "status": archived }))?).await
+    }
+
+    /// `POST /services/{id}/clone`.
+    pub async fn clone_service(&self, id: i64) -> Result<Service> {
+        self.http.json(Call::new(Method::POST, "/services/{id}/clone", format!("services/{id}/clone"))).await
+    }
+
+    /// Starts a new deployment of the current config (`POST .../deployments`), or with `redeploy` the
+    /// restart endpoint (`POST .../redeploy`); the previous deployment terminates.
+    pub async fn deploy(&self, id: i64, redeploy: bool) -> Result<Deployment> {
+        let (route, path) = if redeploy {
+            ("/services/{id}/redeploy", format!("services/{id}/redeploy"))
+        } else {
+            ("/services/{id}/deployments", format!("services/{id}/deployments"))
+        };
+        self.http.json(Call::new(Method::POST, route, path).json(&json!({}))?).await
+    }
+
+    /// `GET /services/{id}/deployments`, newest first.
+    pub async fn deployments(&self, id: i64) -> Result<Vec<Deployment>> {
+        let call = Call::new(Method::GET, "/services/{id}/deployments", format!("services/{id}/deployments"));
+        self.http.json(call.query("limit", 50)).await
+    }
+
+    /// `GET /services/{id}/deployments/{d}`.
+    pub async fn deployment(&self, id: i64, deployment: i64) -> Result<Deployment> {
+        let path = format!("services/{id}/deployments/{deployment}");
+        self.http.json(Call::new(Method::GET, "/services/{id}/deployments/{deployment_id}", path)).await
+    }
+
+    /// `DELETE /services/{id}/deployments/{d}`: stops it.
+    pub async fn stop(&self, id: i64, deployment: i64) -> Result<()> {
+        let path = format!("services/{id}/deployments/{deployment}");
+        self.http.empty(Call::new(Method::DELETE, "/services/{id}/deployments/{deployment_id}", path)).await
+    }
+
+    /// Log lines of a deployment.
+    pub async fn logs(&self, id: i64, deployment: i64) -> Result<Vec<Map<String, Value>>> {
+        let path = format!("services/{id}/deployments/{deployment}/logs");
+        self.http.json(Call::new(Method::GET, "/services/{id}/deployments/{deployment_id}/logs", path)).await
+    }
+
+    /// Mints a token; its secret is in the answer only.
+    pub async fn create_token(&self, id: i64, name: &str, machine: bool, expires_in: Option<i64>) -> Result<Token> {
+        let mut body = json!({"name": name, "machineToken": machine});
+        if let Some(secs) = expires_in {
+            body["expiresIn"] = json!(secs);
+        }
+        let call = Call::new(Method::POST, "/services/{id}/tokens", format!("services/{id}/tokens"));
+        self.http.json(call.json(&body)?).await
+    }
+
+    /// Tokens of the service (without secrets).
+    pub async fn tokens(&self, id: i64) -> Result<Vec<Token>> {
+        self.http.json(Call::new(Method::GET, "/services/{id}/tokens", format!("services/{id}/tokens"))).await
+    }
+
+    /// Revokes a token.
+    pub async fn delete_token(&self, id: i64, token: i64) -> Result<()> {
+        let path = format!("services/{id}/tokens/{token}");
+        self.http.empty(Call::new(Method::DELETE, "/services/{id}/tokens/{token_id}", path)).await
+    }
+
+    /// Who the service is shared with (the first ShareIndex of the list).
+    pub async fn shares(&self, id: i64) -> Result<Map<String, Value>> {
+        let list: Vec<Map<String, Value>> =
+            self.http.json(Call::new(Method::GET, "/services/{id}/shares", format!("services/{id}/shares"))).await?;
+        list.into_iter().next().ok_or_else(|| Error::Decode("empty share list".into()))
+    }
+
+    /// Shares with users (`groups = false`) or groups at a permission level (read, write, manage).
+    pub async fn share(&self, id: i64, groups: bool, ids: &[i64], level: &str) -> Result<()> {
+        let (kind, key) = if groups { ("groups", "groupIds") } else { ("users", "userIds") };
+        let body = json!({ key: ids, "permissionLevel": level, "sendSharedEmail": false });
+        let call = Call::new(Method::PUT, "/services/{id}/shares/{kind}", format!("services/{id}/shares/{kind}"));
+        self.http.empty(call.json(&body)?).await
+    }
+
+    /// Revokes a user's or group's share.
+    pub async fn unshare(&self, id: i64, groups: bool, principal: i64) -> Result<()> {
+        let kind = if groups { "groups" } else { "users" };
+        let path = format!("services/{id}/shares/{kind}/{principal}");
+        self.http.empty(Call::new(Method::DELETE, "/services/{id}/shares/{kind}/{principal_id}", path)).await
+    }
+
+    /// Objects the service depends on.
+    pub async fn dependencies(&self, id: i64) -> Result<Vec<Map<String, Value>>> {
+        self.http
+            .json(Call::new(Method::GET, "/services/{id}/dependencies", format!("services/{id}/dependencies")))
+            .await
+    }
+
+    /// Gives the service to another user.
+    pub async fn transfer(&self, id: i64, user: i64, include_dependencies: bool) -> Result<()> {
+        let body = json!({"userId": user, "includeDependencies": include_dependencies, "sendEmail": false});
+        let call = Call::new(Method::PUT, "/services/{id}/transfer", format!("services/{id}/transfer"));
+        self.http.empty(call.json(&body)?).await
+    }
+
+    /// Ids of the projects the service belongs to.
+    pub async fn projects(&self, id: i64) -> Result<Vec<i64>> {
+        let list: Vec<Map<String, Value>> = self
+            .http
+            .json(Call::new(Method::GET, "/services/{id}/projects", format!("services/{id}/projects")))
+            .await?;
+        Ok(list.iter().filter_map(|p| p.get("id")?.as_i64()).collect())
+    }
+
+    /// Adds the service to a project (`join`) or removes it.
+    pub async fn set_project(&self, id: i64, project: i64, join: bool) -> Result<()> {
+        let method = if join { Method::PUT } else { Method::DELETE };
+        let path = format!("services/{id}/projects/{project}");
+        self.http.empty(Call::new(method, "/services/{id}/projects/{project_id}", path)).await
+    }
+
+    /// Polls until the current deployment runs; a terminated one is a [`Error::Platform`] with its message.
+    pub async fn wait_running(&self, id: i64, interval: Duration, timeout: Duration) -> Result<Deployment> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(d) = self.get(id).await?.current_deployment {
+                match d.state.as_str() {
+                    "running" => return Ok(d),
+                    "terminated" => {
+                        let why = d.state_message.unwrap_or_default();
+                        return Err(Error::Platform(format!("deployment {} terminated: {why}", d.deployment_id)));
+                    }
+                    _ => {}
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Transient(format!("service {id} not running after {timeout:?}")));
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
