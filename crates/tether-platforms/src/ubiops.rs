@@ -167,6 +167,62 @@ impl Client {
         self.http.json(Call::new(Method::GET, "/projects/{project_name}/deployments/{deployment_name}", path)).await
     }
 
+    /// `GET /projects/{p}/deployments`.
+    pub async fn deployments_list(&self, project: &str) -> Result<Vec<Map<String, Value>>> {
+        let path = format!("projects/{}/deployments", seg(project));
+        self.http.json(Call::new(Method::GET, "/projects/{project_name}/deployments", path)).await
+    }
+
+    /// `POST /projects/{p}/deployments` with a DeploymentCreate body (`name` required).
+    pub async fn deployments_create(&self, project: &str, body: &Map<String, Value>) -> Result<Map<String, Value>> {
+        let path = format!("projects/{}/deployments", seg(project));
+        self.http.json(Call::new(Method::POST, "/projects/{project_name}/deployments", path).json(body)?).await
+    }
+
+    /// `PATCH /projects/{p}/deployments/{d}` (e.g. `default_version`).
+    pub async fn deployments_update(
+        &self,
+        project: &str,
+        deployment: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
+        let path = format!("projects/{}/deployments/{}", seg(project), seg(deployment));
+        let route = "/projects/{project_name}/deployments/{deployment_name}";
+        self.http.json(Call::new(Method::PATCH, route, path).json(body)?).await
+    }
+
+    /// `DELETE /projects/{p}/deployments/{d}`.
+    pub async fn deployments_delete(&self, project: &str, deployment: &str) -> Result<()> {
+        let path = format!("projects/{}/deployments/{}", seg(project), seg(deployment));
+        self.http.empty(Call::new(Method::DELETE, "/projects/{project_name}/deployments/{deployment_name}", path)).await
+    }
+
+    /// `GET /projects/{p}/deployments/{d}/versions`.
+    pub async fn versions_list(&self, project: &str, deployment: &str) -> Result<Vec<Map<String, Value>>> {
+        let path = format!("projects/{}/deployments/{}/versions", seg(project), seg(deployment));
+        let route = "/projects/{project_name}/deployments/{deployment_name}/versions";
+        self.http.json(Call::new(Method::GET, route, path)).await
+    }
+
+    /// `POST /projects/{p}/deployments/{d}/versions` with a DeploymentVersionCreate body (`version` required).
+    pub async fn versions_create(
+        &self,
+        project: &str,
+        deployment: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
+        let path = format!("projects/{}/deployments/{}/versions", seg(project), seg(deployment));
+        let route = "/projects/{project_name}/deployments/{deployment_name}/versions";
+        self.http.json(Call::new(Method::POST, route, path).json(body)?).await
+    }
+
+    /// `DELETE /projects/{p}/deployments/{d}/versions/{v}`.
+    pub async fn versions_delete(&self, project: &str, deployment: &str, version: &str) -> Result<()> {
+        let path = format!("projects/{}/deployments/{}/versions/{}", seg(project), seg(deployment), seg(version));
+        let route = "/projects/{project_name}/deployments/{deployment_name}/versions/{version}";
+        self.http.empty(Call::new(Method::DELETE, route, path)).await
+    }
+
     /// `GET /projects/{p}/deployments/{d}/versions/{v}`.
     pub async fn versions_get(&self, project: &str, deployment: &str, version: &str) -> Result<Map<String, Value>> {
         let path = format!("projects/{}/deployments/{}/versions/{}", seg(project), seg(deployment), seg(version));

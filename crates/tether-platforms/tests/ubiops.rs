@@ -86,6 +86,26 @@ async fn every_method_round_trips() {
 }
 
 #[tokio::test]
+async fn deployments_and_versions_can_be_managed() {
+    let sim = sim().await;
+    let c = client(&sim);
+    let body = |v: Value| v.as_object().cloned().unwrap();
+    c.deployments_create("proj", &body(json!({"name": "dep-2", "input_type": "plain", "output_type": "plain"})))
+        .await
+        .unwrap();
+    assert_eq!(c.deployments_list("proj").await.unwrap().len(), 2);
+    c.versions_create("proj", "dep-2", &body(json!({"version": "a"}))).await.unwrap();
+    c.versions_create("proj", "dep-2", &body(json!({"version": "b"}))).await.unwrap();
+    assert_eq!(c.versions_list("proj", "dep-2").await.unwrap().len(), 2);
+    let updated = c.deployments_update("proj", "dep-2", &body(json!({"default_version": "b"}))).await.unwrap();
+    assert_eq!(updated["default_version"], "b");
+    c.versions_delete("proj", "dep-2", "a").await.unwrap();
+    assert!(matches!(c.versions_get("proj", "dep-2", "a").await, Err(Error::NotFound(_))));
+    c.deployments_delete("proj", "dep-2").await.unwrap();
+    assert!(matches!(c.deployments_get("proj", "dep-2").await, Err(Error::NotFound(_))));
+}
+
+#[tokio::test]
 async fn each_error_class_comes_from_its_response() {
     let sim = sim().await;
     let c = client(&sim);
