@@ -16,12 +16,7 @@ use crate::common::{ManagedFields, ManagedStatus, free_form_object};
     status = "ApoloAppStatus",
     doc = "An app on Apolo, installed from a template and kept configured as declared.",
     shortname = "apolo",
-    category = "tether",
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
-    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.atProvider.state"}"#,
-    printcolumn = r#"{"name":"External-ID","type":"string","jsonPath":".status.externalId"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    category = "tether"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApoloAppSpec {

@@ -16,12 +16,7 @@ use crate::common::{ManagedFields, ManagedStatus, SecretKeySelector, StringMap};
     status = "CivisServiceStatus",
     doc = "A service on Civis Platform, kept deployed as declared.",
     shortname = "civis",
-    category = "tether",
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
-    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.atProvider.state"}"#,
-    printcolumn = r#"{"name":"External-ID","type":"string","jsonPath":".status.externalId"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    category = "tether"
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [

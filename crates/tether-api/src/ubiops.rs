@@ -17,12 +17,7 @@ use crate::common::{ManagedFields, ManagedStatus, StringMap};
     status = "UbiServiceStatus",
     doc = "A service on UbiOps, routing traffic to a deployment version.",
     shortname = "ubi",
-    category = "tether",
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
-    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.atProvider.state"}"#,
-    printcolumn = r#"{"name":"External-ID","type":"string","jsonPath":".status.externalId"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    category = "tether"
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
