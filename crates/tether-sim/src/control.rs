@@ -211,3 +211,46 @@ pub async fn clear_faults(State(control): State<Control>) -> StatusCode {
     control.lock().faults.clear();
     StatusCode::NO_CONTENT
 }
+
+/// The handlers of a platform's own `/_sim` routes.
+pub struct SimRoutes<S> {
+    /// `POST /_sim/reset`: back to the seeded state (and clear counters and faults).
+    pub reset: axum::routing::MethodRouter<S>,
+    /// `GET /_sim/state`: the whole state.
+    pub state: axum::routing::MethodRouter<S>,
+    /// `POST /_sim/seed`: an object created behind the client's back.
+    pub seed: axum::routing::MethodRouter<S>,
+    /// `POST /_sim/fail`: force an object into the platform's failure state.
+    pub fail: axum::routing::MethodRouter<S>,
+}
+
+/// Puts a platform's API together the way every simulator serves it: unknown paths get the platform's
+/// own 404 (`not_found` in its error body), every API request is counted and exposed to faults, bodies
+/// are capped, and `/_sim` carries the shared control routes beside the platform's own.
+pub fn assemble<S: Clone + Send + Sync + 'static>(
+    api: axum::Router<S>,
+    own: SimRoutes<S>,
+    state: S,
+    control: &Control,
+    not_found: &'static str,
+) -> axum::Router {
+    use axum::routing::{get, post};
+    let render = control.render_error;
+    let api = api
+        .fallback(move || async move { render(StatusCode::NOT_FOUND, not_found) })
+        .layer(axum::middleware::from_fn_with_state(control.clone(), layer))
+        .layer(axum::extract::DefaultBodyLimit::max(8 * crate::MAX_BODY_BYTES));
+    let sim = axum::Router::new()
+        .route("/counters", get(counters))
+        .route("/faults", post(add_fault).delete(clear_faults))
+        .with_state(control.clone())
+        .merge(
+            axum::Router::new()
+                .route("/reset", own.reset)
+                .route("/state", own.state)
+                .route("/seed", own.seed)
+                .route("/fail", own.fail)
+                .with_state(state.clone()),
+        );
+    api.with_state(state).nest("/_sim", sim)
+}

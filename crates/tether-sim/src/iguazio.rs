@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Router, middleware};
 use serde_json::{Map, Value, json};
 
 use crate::control::{self, Control};
@@ -219,23 +219,14 @@ pub fn router(state: SimState) -> Router {
         .route("/api/sessions", post(login))
         .route("/api/sessions/verifications/planes/any/internal", post(verify_session))
         .route("/api/app_services_manifests", get(manifest_get).put(manifest_put))
-        .route("/api/jobs/{job_id}", get(job_get))
-        .fallback(|| async { render_error(StatusCode::NOT_FOUND, "Not found") })
-        .layer(middleware::from_fn_with_state(state.control.clone(), control::layer))
-        .layer(axum::extract::DefaultBodyLimit::max(8 * crate::MAX_BODY_BYTES));
-    let sim = Router::new()
-        .route("/counters", get(control::counters))
-        .route("/faults", post(control::add_fault).delete(control::clear_faults))
-        .with_state(state.control.clone())
-        .merge(
-            Router::new()
-                .route("/reset", post(sim_reset))
-                .route("/state", get(sim_state))
-                .route("/seed", post(sim_seed))
-                .route("/fail", post(sim_fail))
-                .with_state(state.clone()),
-        );
-    api.with_state(state).nest("/_sim", sim)
+        .route("/api/jobs/{job_id}", get(job_get));
+    let own = control::SimRoutes {
+        reset: post(sim_reset),
+        state: get(sim_state),
+        seed: post(sim_seed),
+        fail: post(sim_fail),
+    };
+    control::assemble(api, own, state.clone(), &state.control, "Not found")
 }
 
 // === handshake and sessions ===

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Router, middleware};
 use serde_json::{Map, Value, json};
 
 use crate::control::{self, Control};
@@ -188,26 +188,15 @@ pub fn router(state: SimState) -> Router {
             get(services_get).patch(services_update).delete(services_delete),
         )
         .route("/projects/{project_name}/services/{service_name}/status", get(services_status));
-    let sim = Router::new()
-        .route("/counters", get(control::counters))
-        .route("/faults", axum::routing::post(control::add_fault).delete(control::clear_faults))
-        .with_state(state.control.clone())
-        .merge(
-            Router::new()
-                .route("/reset", axum::routing::post(sim_reset))
-                .route("/state", get(sim_state))
-                .route("/seed", axum::routing::post(sim_seed))
-                .route("/fail", axum::routing::post(sim_fail))
-                .with_state(state.clone()),
-        );
-    Router::new()
-        .nest("/v2.1", api.clone())
-        .nest("/v2", api)
-        .fallback(|| async { render_error(StatusCode::NOT_FOUND, "Not found.") })
-        .layer(middleware::from_fn_with_state(state.control.clone(), control::layer))
-        .layer(axum::extract::DefaultBodyLimit::max(8 * crate::MAX_BODY_BYTES))
-        .with_state(state)
-        .nest("/_sim", sim)
+    let versions = Router::new().nest("/v2.1", api.clone()).nest("/v2", api);
+    use axum::routing::post;
+    let own = control::SimRoutes {
+        reset: post(sim_reset),
+        state: get(sim_state),
+        seed: post(sim_seed),
+        fail: post(sim_fail),
+    };
+    control::assemble(versions, own, state.clone(), &state.control, "Not found.")
 }
 
 // === handlers: status, projects, deployments, versions ===
