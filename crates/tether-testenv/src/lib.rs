@@ -98,13 +98,18 @@ fn control_plane_binary() -> Result<PathBuf, String> {
 fn start() -> Result<ControlPlane, String> {
     let binary = control_plane_binary()?;
     let data_dir = std::env::temp_dir().join(format!("tether-testenv-{}-{}", std::process::id(), unique()));
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    // Its stderr goes to a file, not ours: the plane outlives the test process by the moment it takes to
+    // stop, and must not hold the test's output open meanwhile (nextest reports that as a leak).
+    let log_path = data_dir.join("supervisor.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut child = Command::new(&binary)
         .arg("--data-dir")
         .arg(&data_dir)
         .arg("--exit-on-stdin-close")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(log))
         .spawn()
         .map_err(|e| format!("spawning {}: {e}", binary.display()))?;
     let stdin = child.stdin.take().expect("piped stdin");
