@@ -99,9 +99,15 @@ def test_recipe(sim):
 def test_upgrade_and_input_validation(sim):
     async def main():
         async with apps_client(sim) as apps:
+            async with apps.list_template_versions("postgres") as it:
+                versions = [t.version async for t in it]
+            assert versions == ["v1.0.0", "v1.1.0"]
             app = await apps.install({"template_name": "postgres", "template_version": "v1.0.0",
                                       "input": {"preset": "cpu-small", "storage_gb": 20}})
             await wait_state(apps, app.id, ("healthy",))
+            async with apps.get_values(value_type="password") as it:
+                scoped = [v async for v in it]
+            assert [v.instance_id for v in scoped] == [app.id]
             ups = await apps.get_upgrades([app.id])
             assert ups[0].available_versions == ["v1.1.0"]
             await apps.configure(app.id, {"template_version": "v1.1.0"}, upgrade=True)

@@ -113,6 +113,8 @@ def test_shares_projects_clone_transfer(sim):
     c.services.delete_shares_users(svc.id, 2)
     c.services.put_shares_groups(svc.id, [9], "write")
     assert [g["id"] for g in c.services.list_shares(svc.id)[0].writers["groups"]] == [9]
+    c.services.delete_shares_groups(svc.id, 9)
+    assert c.services.list_shares(svc.id)[0].writers["groups"] == []
 
     c.services.put_projects(svc.id, 2)
     assert [p.id for p in c.services.list_projects(svc.id)] == [2]
