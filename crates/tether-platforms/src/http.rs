@@ -183,6 +183,12 @@ impl Http {
 
     /// Sends the call, retrying what is safe to retry, and returns the body of a 2xx answer.
     pub async fn send(&self, call: Call) -> Result<Vec<u8>> {
+        self.send_full(call).await.map(|(_, body)| body)
+    }
+
+    /// As [`Http::send`], with the answer's headers (for the rare call whose result is a header, such as
+    /// a session cookie).
+    pub async fn send_full(&self, call: Call) -> Result<(header::HeaderMap, Vec<u8>)> {
         let span = tracing::debug_span!(
             "platform_request",
             platform = self.dialect.platform,
@@ -205,9 +211,9 @@ impl Http {
                 span.record("attempts", attempt);
                 span.record("latency_ms", started.elapsed().as_millis() as u64);
                 let (error, wait) = match outcome {
-                    Ok((status, body)) => {
+                    Ok((status, headers, body)) => {
                         span.record("status", status.as_u16());
-                        return Ok(body);
+                        return Ok((headers, body));
                     }
                     Err(Failure { error, retry_after, retry, status }) => {
                         if let Some(status) = status {
@@ -242,7 +248,7 @@ impl Http {
         ceiling.min(self.config.backoff_cap).mul_f64(fastrand::f64())
     }
 
-    async fn attempt(&self, call: &Call) -> std::result::Result<(StatusCode, Vec<u8>), Failure> {
+    async fn attempt(&self, call: &Call) -> std::result::Result<(StatusCode, header::HeaderMap, Vec<u8>), Failure> {
         let mut url = self.url(&call.path).map_err(|e| Failure::fatal(Error::Invalid(e)))?;
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&call.query);
@@ -266,7 +272,8 @@ impl Http {
             status: None,
         })?;
         let status = response.status();
-        let retry_after = self.retry_after(response.headers());
+        let headers = response.headers().clone();
+        let retry_after = self.retry_after(&headers);
         let body = response.bytes().await.map_err(|e| Failure {
             error: Error::Transient(format!("reading the answer: {}", describe(&e))),
             retry_after: None,
@@ -274,7 +281,7 @@ impl Http {
             status: Some(status),
         })?;
         if status.is_success() {
-            return Ok((status, body.to_vec()));
+            return Ok((status, headers, body.to_vec()));
         }
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()

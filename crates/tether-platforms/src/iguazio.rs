@@ -121,6 +121,30 @@ impl Client {
         Ok(Self { http: Http::new(config, dialect)? })
     }
 
+    /// Logs in with a password (`POST /api/sessions`) and returns a client that sends the session cookie
+    /// the platform set.
+    pub async fn login(config: HttpConfig, username: &str, password: &Secret) -> Result<Self> {
+        let anonymous = Dialect { platform: "iguazio", auth_headers: Vec::new(), message, retry_header: None };
+        let http = Http::new(config.clone(), anonymous)?;
+        let body = json!({"data": {"type": "session", "attributes": {
+            "username": username, "password": password.expose(), "plane": "control"}, "relationships": {}}});
+        let (headers, _) =
+            http.send_full(Call::new(Method::POST, "/api/sessions", "api/sessions").json(&body)?).await?;
+        let cookie = headers
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.split(';').next().filter(|c| c.trim_start().starts_with("session=")))
+            .ok_or_else(|| Error::Decode("login answered without a session cookie".into()))?;
+        let dialect = Dialect {
+            platform: "iguazio",
+            auth_headers: vec![(reqwest::header::COOKIE, Secret::new(cookie.trim()))],
+            message,
+            retry_header: None,
+        };
+        Ok(Self { http: Http::new(config, dialect)? })
+    }
+
     /// The platform version (`GET /api/tunnel/igz0.version.0/external_versions/igz0`).
     pub async fn version(&self) -> Result<String> {
         let route = "/api/tunnel/{tunnel}/external_versions/{node}";

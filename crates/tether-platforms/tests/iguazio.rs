@@ -75,3 +75,12 @@ async fn errors_are_classified() {
     let wrong = Client::new(HttpConfig::new(url.parse().unwrap()), "admin", &Secret::new("wrong")).unwrap();
     assert!(matches!(wrong.verify().await, Err(Error::Unauthorized(_))));
 }
+
+#[tokio::test]
+async fn password_login_gives_a_session_and_a_wrong_password_is_unauthorized() {
+    let (_, url) = setup(Duration::ZERO).await;
+    let config = HttpConfig::new(url.parse().unwrap());
+    let c = Client::login(config.clone(), "admin", &Secret::new("test-password")).await.unwrap();
+    assert_eq!(c.verify().await.unwrap().0, "admin");
+    assert!(matches!(Client::login(config, "admin", &Secret::new("nope")).await, Err(Error::Unauthorized(_))));
+}
