@@ -75,3 +75,39 @@ impl Error {
 
 /// Result of a platform call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+
+    #[test]
+    fn every_status_class_maps_to_its_error_and_retry_rule() {
+        let cases = [
+            (400, "Invalid", false),
+            (422, "Invalid", false),
+            (401, "Unauthorized", false),
+            (403, "Forbidden", false),
+            (404, "NotFound", false),
+            (409, "Conflict", false),
+            (429, "Throttled", true),
+            (500, "Transient", true),
+            (502, "Transient", true),
+            (503, "Transient", true),
+            (418, "Invalid", false),
+        ];
+        for (code, kind, retryable) in cases {
+            let error = Error::from_status(StatusCode::from_u16(code).unwrap(), "m".into(), None);
+            let name = format!("{error:?}");
+            assert!(name.starts_with(kind), "{code} gave {name}");
+            assert_eq!(error.is_retryable(), retryable, "{code}");
+        }
+    }
+
+    #[test]
+    fn throttled_says_how_long_to_wait() {
+        let error = Error::from_status(StatusCode::TOO_MANY_REQUESTS, String::new(), Some(Duration::from_secs(7)));
+        assert_eq!(error.to_string(), "throttled by the platform (retry after 7s)");
+        assert_eq!(error.reason(), "Throttled");
+    }
+}

@@ -353,3 +353,43 @@ fn describe(e: &reqwest::Error) -> String {
     }
     if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(base: Duration, cap: Duration) -> Arc<Http> {
+        let mut config = HttpConfig::new("http://127.0.0.1:1/".parse().unwrap());
+        config.backoff_base = base;
+        config.backoff_cap = cap;
+        let dialect = Dialect { platform: "test", auth_headers: Vec::new(), message: |_| None, retry_header: None };
+        Http::new(config, dialect).unwrap()
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_doubling_ceiling_and_the_cap() {
+        let h = http(Duration::from_millis(100), Duration::from_millis(1000));
+        for attempt in 1..=8 {
+            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_millis(1000));
+            let draws: Vec<Duration> = (0..200).map(|_| h.backoff(attempt)).collect();
+            assert!(draws.iter().all(|d| *d <= ceiling), "attempt {attempt} exceeded {ceiling:?}");
+            assert!(draws.iter().any(|d| *d < ceiling / 2), "attempt {attempt}: no jitter below half");
+        }
+    }
+
+    #[test]
+    fn paths_join_the_base_with_exactly_one_slash() {
+        let h = http(Duration::ZERO, Duration::ZERO);
+        assert_eq!(h.url("/a/b").unwrap().as_str(), "http://127.0.0.1:1/a/b");
+        assert_eq!(h.url("a/b").unwrap().as_str(), "http://127.0.0.1:1/a/b");
+    }
+
+    #[test]
+    fn calls_know_which_methods_are_safe_to_repeat() {
+        assert!(Call::new(Method::GET, "/", "").idempotent);
+        assert!(Call::new(Method::PUT, "/", "").idempotent);
+        assert!(!Call::new(Method::POST, "/", "").idempotent);
+        assert!(!Call::new(Method::PATCH, "/", "").idempotent);
+        assert!(!Call::new(Method::PUT, "/", "").not_idempotent().idempotent);
+    }
+}
