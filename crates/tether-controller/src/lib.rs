@@ -1,4 +1,16 @@
-//! The generic reconciler (finalizer, connection resolution, observe → create/update/delete, status,
-//! events, metrics) and one small adapter per kind mapping its spec to its platform client.
+//! Tether's reconciler: one generic loop ([`reconciler`]) that knows finalizers, connections, policies,
+//! conditions and status, and one small adapter per kind ([`adapters`]) that maps a spec onto its platform
+//! client with four verbs ([`adapter::Adapter`]).
 //!
-//! Not written yet (issue "The reconciler"); this crate holds the place in the layout.
+//! Kinds driven so far: UbiService. The other four kinds, Events, metrics, output Secrets and the
+//! Connection/Secret watches are still to come.
+
+pub mod adapter;
+pub mod adapters;
+pub mod connection;
+pub mod error;
+pub mod reconciler;
+pub mod status;
+
+pub use error::{Error, Result};
+pub use reconciler::{Config, run};

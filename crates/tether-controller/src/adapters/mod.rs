@@ -1,0 +1,6 @@
+//! One adapter per kind: how its spec maps onto its platform client. Short and boring by design.
+
+mod keys;
+pub mod ubiops;
+
+pub use keys::spec_fields;

@@ -1,0 +1,132 @@
+//! Resolving a resource's `connectionRef` into an account: the endpoint, the request budget, and the
+//! credential values read from their Secrets. Credentials never leave this module except inside
+//! [`tether_platforms::Secret`], which does not print them.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::{Api, Client};
+use tether_api::connection::{ClusterConnection, Connection, ConnectionSettings, Credentials};
+use tether_api::{ConnectionKind, ConnectionRef, Platform, SecretKeySelector};
+use tether_platforms::{HttpConfig, Secret};
+
+use crate::error::{Error, Result};
+
+/// A platform account, ready for a client.
+#[derive(Clone, Debug)]
+pub struct Account {
+    /// HTTP settings (endpoint, timeout, rate limit).
+    pub http: HttpConfig,
+    /// Credential values by name (`username`, `accessKey`, `apiKey`, `token`).
+    pub credentials: BTreeMap<&'static str, Secret>,
+    /// What identifies this account's settings and credentials: the cache key of its client.
+    pub fingerprint: String,
+}
+
+impl Account {
+    /// A credential the platform needs.
+    pub fn credential(&self, name: &str) -> std::result::Result<&Secret, tether_platforms::Error> {
+        self.credentials
+            .get(name)
+            .ok_or_else(|| tether_platforms::Error::Unauthorized(format!("the connection has no {name} credential")))
+    }
+}
+
+/// Finds the connection `reference` names for a resource in `namespace`, checks it is for `platform` and
+/// allowed here, and reads its credentials.
+pub async fn resolve(
+    client: &Client,
+    namespace: &str,
+    reference: &ConnectionRef,
+    platform: Platform,
+) -> Result<Account> {
+    let (settings, secret_namespace, identity) = match reference.kind.unwrap_or_default() {
+        ConnectionKind::Connection => {
+            let api: Api<Connection> = Api::namespaced(client.clone(), namespace);
+            let conn = api
+                .get_opt(&reference.name)
+                .await?
+                .ok_or_else(|| Error::Connection(format!("Connection {namespace}/{} not found", reference.name)))?;
+            let rv = conn.metadata.resource_version.clone().unwrap_or_default();
+            (conn.spec.settings, Some(namespace.to_string()), format!("Connection/{namespace}/{}@{rv}", reference.name))
+        }
+        ConnectionKind::ClusterConnection => {
+            let api: Api<ClusterConnection> = Api::all(client.clone());
+            let conn = api
+                .get_opt(&reference.name)
+                .await?
+                .ok_or_else(|| Error::Connection(format!("ClusterConnection {} not found", reference.name)))?;
+            let allowed = conn.spec.allowed_namespaces.iter().any(|n| n == "*" || n == namespace);
+            if !allowed {
+                return Err(Error::Connection(format!(
+                    "ClusterConnection {} does not allow namespace {namespace} (spec.allowedNamespaces)",
+                    reference.name
+                )));
+            }
+            let rv = conn.metadata.resource_version.clone().unwrap_or_default();
+            (conn.spec.settings, None, format!("ClusterConnection/{}@{rv}", reference.name))
+        }
+    };
+    if settings.platform != platform {
+        return Err(Error::Connection(format!(
+            "connection {} is for platform {:?}, this resource needs {platform:?}",
+            reference.name, settings.platform
+        )));
+    }
+    let (credentials, versions) = read_credentials(client, &settings.credentials, secret_namespace.as_deref()).await?;
+    Ok(Account { http: http_config(&settings)?, credentials, fingerprint: format!("{identity} {versions}") })
+}
+
+fn http_config(settings: &ConnectionSettings) -> Result<HttpConfig> {
+    let url = settings
+        .endpoint
+        .parse()
+        .map_err(|e| Error::Connection(format!("endpoint {:?} is not a URL: {e}", settings.endpoint)))?;
+    let mut config = HttpConfig::new(url);
+    if let Some(seconds) = settings.timeout_seconds.and_then(|s| u64::try_from(s).ok()) {
+        config.timeout = Duration::from_secs(seconds);
+    }
+    config.requests_per_second =
+        settings.requests_per_second.and_then(|r| u32::try_from(r).ok()).and_then(NonZeroU32::new);
+    config.burst = settings.burst.and_then(|b| u32::try_from(b).ok()).and_then(NonZeroU32::new);
+    Ok(config)
+}
+
+/// Reads every credential the connection names; returns them with the Secrets' resourceVersions (so a
+/// fixed Secret makes a new client).
+async fn read_credentials(
+    client: &Client,
+    credentials: &Credentials,
+    connection_namespace: Option<&str>,
+) -> Result<(BTreeMap<&'static str, Secret>, String)> {
+    let wanted: [(&'static str, &Option<SecretKeySelector>); 4] = [
+        ("username", &credentials.username),
+        ("accessKey", &credentials.access_key),
+        ("apiKey", &credentials.api_key),
+        ("token", &credentials.token),
+    ];
+    let mut values = BTreeMap::new();
+    let mut versions = Vec::new();
+    for (name, selector) in wanted {
+        let Some(selector) = selector else { continue };
+        let namespace = connection_namespace
+            .or(selector.namespace.as_deref())
+            .ok_or_else(|| Error::Connection(format!("credential {name} names no Secret namespace")))?;
+        let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
+        let secret = api
+            .get_opt(&selector.name)
+            .await?
+            .ok_or_else(|| Error::Connection(format!("Secret {namespace}/{} not found", selector.name)))?;
+        let bytes = secret.data.as_ref().and_then(|d| d.get(&selector.key)).ok_or_else(|| {
+            Error::Connection(format!("Secret {namespace}/{} has no key {:?}", selector.name, selector.key))
+        })?;
+        let value = String::from_utf8(bytes.0.clone()).map_err(|_| {
+            Error::Connection(format!("Secret {namespace}/{} key {:?} is not UTF-8", selector.name, selector.key))
+        })?;
+        values.insert(name, Secret::new(value.trim().to_string()));
+        versions.push(format!("{}@{}", selector.name, secret.metadata.resource_version.unwrap_or_default()));
+    }
+    Ok((values, versions.join(",")))
+}

@@ -1,0 +1,369 @@
+//! The one reconcile loop every kind shares: deletion (per deletionPolicy, waiting until the platform is
+//! done) → paused → connection → finalizer → observe → create or update → status, written only when it
+//! changed. The adapter supplies the four verbs; everything else lives here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tether_platforms::Error as PlatformError;
+
+use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
+use crate::connection;
+use crate::error::{Error, Result};
+use crate::status::{self, Outcome, reasons};
+
+/// The finalizer that holds a resource until its remote object is dealt with.
+pub const FINALIZER: &str = "tether.dev/finalizer";
+/// The field manager of every write Tether makes.
+pub const FIELD_MANAGER: &str = "tether";
+/// Annotation: `"true"` stops all remote calls for the resource.
+pub const PAUSED: &str = "tether.dev/paused";
+/// Annotation: the resource's own drift-check period (`90s`, `5m`, `1h`).
+pub const POLL_INTERVAL: &str = "tether.dev/poll-interval";
+
+/// Timing of the loop.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How often a settled resource is compared with its remote object (jittered ±10 %).
+    pub poll_interval: Duration,
+    /// How soon a converging resource (creating, updating, deleting) is looked at again.
+    pub converge_interval: Duration,
+    /// Longest per-object backoff after failures.
+    pub max_backoff: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(600),
+            converge_interval: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the reconcile of one kind shares: the Kubernetes client, the timing, platform clients cached per
+/// account (settings + Secret versions), and each object's count of consecutive failures.
+pub struct Context<A: Adapter> {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// Timing.
+    pub config: Config,
+    clients: Mutex<HashMap<String, Arc<A::Client>>>,
+    failures: Mutex<HashMap<ObjectRef<A::Resource>, u32>>,
+}
+
+impl<A: Adapter> Context<A> {
+    /// A context for one kind.
+    pub fn new(client: kube::Client, config: Config) -> Arc<Self> {
+        Arc::new(Self { client, config, clients: Mutex::default(), failures: Mutex::default() })
+    }
+
+    async fn platform_client(&self, cr: &A::Resource) -> Result<Arc<A::Client>> {
+        let namespace = cr.namespace().unwrap_or_default();
+        let account = connection::resolve(&self.client, &namespace, cr.connection_ref(), A::PLATFORM).await?;
+        let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = cache.get(&account.fingerprint) {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(A::connect(&account).map_err(Error::platform("connect"))?);
+        cache.insert(account.fingerprint.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Runs the controller of one kind, over every namespace or only `namespace`, until `shutdown` resolves.
+pub async fn run<A: Adapter>(
+    client: kube::Client,
+    namespace: Option<&str>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<A::Resource> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let context = Context::<A>::new(client, config);
+    Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<A>, error_policy::<A>, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// Reconciles one resource. Failures are written into its status before they are returned, so the
+/// error policy only decides when to look again.
+pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -> Result<Action> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %A::Resource::kind(&()),
+        ns = %cr.namespace().unwrap_or_default(),
+        name = %cr.name_any(),
+    );
+    let result = step::<A>(&cr, &ctx).instrument(span).await;
+    let reference = ObjectRef::from_obj(cr.as_ref());
+    match result {
+        Ok(Step::Done(action)) => {
+            ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+            Ok(action)
+        }
+        Ok(Step::Report(outcome, external_id, at_provider, action)) => {
+            write_status::<A>(&cr, &ctx, &outcome, external_id, at_provider).await?;
+            ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+            Ok(action)
+        }
+        Err(error) => {
+            tracing::warn!(%error, reason = error.reason(), "reconcile failed");
+            let previous_ready = cr
+                .managed_status()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::READY))
+                .map(|c| (c.status == tether_api::ConditionStatus::True, c.reason.clone(), c.message.clone()));
+            let ready = match previous_ready {
+                Some((true, _, message)) => (true, reasons::AVAILABLE, message),
+                _ => (false, error.reason(), error.to_string()),
+            };
+            let outcome = Outcome {
+                ready,
+                synced: Err((error.reason(), error.to_string())),
+                converging: false,
+                stalled: error.is_terminal(),
+            };
+            if !matches!(error, Error::Kube(_))
+                && let Err(write) = write_status::<A>(&cr, &ctx, &outcome, None, None).await
+            {
+                tracing::warn!(error = %write, "could not record the failure in status");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// When to look again after a failure: at the platform's Retry-After when throttled, at the drift period
+/// when only a spec change can help, else after a per-object exponential backoff (reset by a success).
+pub fn error_policy<A: Adapter>(cr: Arc<A::Resource>, error: &Error, ctx: Arc<Context<A>>) -> Action {
+    if let Error::Platform { source: PlatformError::Throttled { retry_after: Some(wait) }, .. } = error {
+        return Action::requeue(*wait);
+    }
+    if error.is_terminal() {
+        return Action::requeue(jitter(poll_interval(cr.as_ref(), &ctx.config)));
+    }
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let count = failures.entry(ObjectRef::from_obj(cr.as_ref())).or_default();
+    *count = count.saturating_add(1);
+    let backoff = Duration::from_secs(1).saturating_mul(1 << (*count - 1).min(16)).min(ctx.config.max_backoff);
+    Action::requeue(jitter(backoff))
+}
+
+enum Step<O> {
+    /// Nothing to record (deleted, or the finalizer just released).
+    Done(Action),
+    /// Record this outcome, then requeue.
+    Report(Outcome, Option<String>, Option<O>, Action),
+}
+
+type StepResult<A> = Result<Step<<<A as Adapter>::Resource as ManagedResource>::Observation>>;
+
+async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
+    if cr.meta().deletion_timestamp.is_some() {
+        return ensure_absent::<A>(cr, ctx).await;
+    }
+    let converge = Action::requeue(ctx.config.converge_interval);
+    let settled = Action::requeue(jitter(poll_interval(cr, &ctx.config)));
+    if cr.annotations().get(PAUSED).is_some_and(|v| v == "true") {
+        let outcome = Outcome {
+            ready: previous_ready(cr),
+            synced: Err((reasons::PAUSED, format!("annotation {PAUSED} is \"true\": no remote calls"))),
+            converging: false,
+            stalled: false,
+        };
+        return Ok(Step::Report(outcome, None, None, settled));
+    }
+    let client = ctx.platform_client(cr).await?;
+    if !cr.observe_only() {
+        ensure_finalizer(cr, ctx).await?;
+    }
+    let observed = A::observe(&client, cr).await.map_err(Error::platform("observe"))?;
+    let (outcome, external_id, at_provider, action) = match observed {
+        Observation::Absent if cr.observe_only() => {
+            let message = "ObserveOnly: no remote object matches this resource".to_string();
+            (not_ready(reasons::NOT_FOUND, message, false), None, None, settled)
+        }
+        Observation::Absent => {
+            let id = A::create(&client, cr).await.map_err(Error::platform("create"))?;
+            tracing::info!(external_id = %id, "created the remote object");
+            (not_ready(reasons::CREATING, "creating the remote object".into(), true), Some(id), None, converge)
+        }
+        Observation::Present { external_id, up_to_date: false, at_provider, .. } if !cr.observe_only() => {
+            A::update(&client, cr, &external_id).await.map_err(Error::platform("update"))?;
+            tracing::info!(%external_id, "updated the remote object");
+            let outcome = not_ready(reasons::UPDATING, "applying the spec to the remote object".into(), true);
+            (outcome, Some(external_id), Some(at_provider), converge)
+        }
+        Observation::Present { external_id, ready, at_provider, .. } => match ready {
+            Ok(()) => {
+                let outcome = Outcome {
+                    ready: (true, reasons::AVAILABLE, String::new()),
+                    synced: Ok(()),
+                    converging: false,
+                    stalled: false,
+                };
+                (outcome, Some(external_id), Some(at_provider), settled)
+            }
+            Err((reason, message)) => {
+                let converging = reason != "PlatformError";
+                let action = if converging { converge } else { settled };
+                (not_ready(reason, message, converging), Some(external_id), Some(at_provider), action)
+            }
+        },
+    };
+    Ok(Step::Report(outcome, external_id, at_provider, action))
+}
+
+fn not_ready(reason: &'static str, message: String, converging: bool) -> Outcome {
+    Outcome { ready: (false, reason, message), synced: Ok(()), converging, stalled: false }
+}
+
+fn previous_ready<K: ManagedResource>(cr: &K) -> (bool, &'static str, String) {
+    let ready = cr.managed_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::READY));
+    match ready {
+        Some(c) if c.status == tether_api::ConditionStatus::True => (true, reasons::AVAILABLE, c.message.clone()),
+        _ => (false, reasons::PAUSED, "paused before the remote object was ready".into()),
+    }
+}
+
+/// Deleting: per deletionPolicy, delete the remote object and wait until it is gone, then release the
+/// finalizer.
+async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
+    if !cr.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Step::Done(Action::await_change()));
+    }
+    let paused = cr.annotations().get(PAUSED).is_some_and(|v| v == "true");
+    if cr.deletes_remote() && !cr.observe_only() && !paused {
+        let client = ctx.platform_client(cr).await?;
+        if let Observation::Present { external_id, .. } =
+            A::observe(&client, cr).await.map_err(Error::platform("observe"))?
+        {
+            let deletion = A::delete(&client, cr, &external_id).await.map_err(Error::platform("delete"))?;
+            if deletion == Deletion::InProgress {
+                let outcome =
+                    not_ready(reasons::DELETING, "waiting for the platform to delete the remote object".into(), true);
+                return Ok(Step::Report(
+                    outcome,
+                    Some(external_id),
+                    None,
+                    Action::requeue(ctx.config.converge_interval),
+                ));
+            }
+            tracing::info!(%external_id, "deleted the remote object");
+        }
+    }
+    let remaining: Vec<String> = cr.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    patch_finalizers(cr, ctx, remaining).await?;
+    Ok(Step::Done(Action::await_change()))
+}
+
+async fn ensure_finalizer<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> Result<()> {
+    if cr.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let mut finalizers = cr.finalizers().to_vec();
+    finalizers.push(FINALIZER.into());
+    patch_finalizers(cr, ctx, finalizers).await
+}
+
+/// A merge patch of the finalizer list, conditional on the resourceVersion we read: a concurrent change
+/// makes it fail with a conflict, and the next reconcile sees the fresh list.
+async fn patch_finalizers<K: ManagedResource>(
+    cr: &K,
+    ctx: &Context<impl Adapter<Resource = K>>,
+    finalizers: Vec<String>,
+) -> Result<()> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": cr.resource_version()}});
+    api.patch(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Server-side applies the status the outcome leads to, unless it is the status already stored.
+async fn write_status<A: Adapter>(
+    cr: &A::Resource,
+    ctx: &Context<A>,
+    outcome: &Outcome,
+    external_id: Option<String>,
+    at_provider: Option<<A::Resource as ManagedResource>::Observation>,
+) -> Result<()> {
+    let current = cr.managed_status();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let next = status::next(current, cr.meta().generation, outcome, external_id, at_provider, now);
+    if current == Some(&next) {
+        return Ok(());
+    }
+    let api: Api<A::Resource> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": A::Resource::api_version(&()),
+        "kind": A::Resource::kind(&()),
+        "status": next,
+    });
+    api.patch_status(&cr.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+fn poll_interval<K: ManagedResource>(cr: &K, config: &Config) -> Duration {
+    cr.annotations().get(POLL_INTERVAL).and_then(|v| parse_duration(v)).unwrap_or(config.poll_interval)
+}
+
+/// `90s`, `5m`, `1h` (or plain seconds).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return None,
+    };
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+/// ±10 %, so resources created together do not poll together.
+fn jitter(period: Duration) -> Duration {
+    period.mul_f64(0.9 + 0.2 * fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_interval_annotations_parse() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let d = jitter(Duration::from_secs(100));
+            assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110), "{d:?}");
+        }
+    }
+}

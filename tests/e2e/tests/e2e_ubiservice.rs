@@ -1,0 +1,229 @@
+//! UbiService end to end: the reconciler against the real API server and the UbiOps simulator.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tether_api::{Connection, UbiService};
+use tether_controller::adapters::ubiops::UbiOps;
+use tether_controller::{Config, run};
+use tether_sim::{SimOptions, spawn};
+use tether_testenv::TestNamespace;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Polls until `check` accepts the resource (or it is gone, for `None`), or fails with what it last saw.
+async fn wait_until<F: Fn(Option<&UbiService>) -> bool>(
+    api: &Api<UbiService>,
+    name: &str,
+    what: &str,
+    check: F,
+) -> Option<UbiService> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let current = api.get_opt(name).await.expect("get");
+        if check(current.as_ref()) {
+            return current;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: still {:?}", current.map(|c| c.status));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn condition(cr: Option<&UbiService>, type_: &str) -> Option<(String, String)> {
+    let c = cr?.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((format!("{:?}", c.status), c.reason.clone()))
+}
+
+fn ready(cr: Option<&UbiService>) -> bool {
+    condition(cr, "Ready").is_some_and(|(s, _)| s == "True")
+}
+
+async fn sim_services(origin: &str) -> Vec<Value> {
+    let state: Value = reqwest::get(format!("{origin}/_sim/state")).await.unwrap().json().await.unwrap();
+    state["projects"]["proj"]["services"].as_array().cloned().unwrap_or_default()
+}
+
+async fn sim_counter(origin: &str, key: &str) -> u64 {
+    let counters: Value = reqwest::get(format!("{origin}/_sim/counters")).await.unwrap().json().await.unwrap();
+    counters[key].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn create_update_drift_steady_state_bad_credentials_and_delete() {
+    let ns = TestNamespace::new("ubi").await;
+    let sim = spawn("ubiops", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::from_millis(200) })
+        .await
+        .unwrap();
+    let origin = sim.url.trim_end_matches("/v2.1").to_string();
+    let client = ns.client.clone();
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ubiops"}, "stringData": {"token": "test-token"}});
+    secrets.create(&PostParams::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
+    let connections: Api<Connection> = Api::namespaced(client.clone(), &ns.name);
+    let connection = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "ubiops"},
+        "spec": {"platform": "ubiops", "endpoint": sim.url, "credentials": {"token": {"name": "ubiops", "key": "token"}}}});
+    connections.create(&PostParams::default(), &serde_json::from_value(connection).unwrap()).await.unwrap();
+
+    let config = Config {
+        poll_interval: Duration::from_secs(1),
+        converge_interval: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(2),
+    };
+    let controller = tokio::spawn({
+        let (client, namespace) = (client.clone(), ns.name.clone());
+        async move { run::<UbiOps>(client, Some(&namespace), config, std::future::pending()).await }
+    });
+
+    let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
+    let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService", "metadata": {"name": "scoring"},
+        "spec": {"connectionRef": {"name": "ubiops"}, "project": "proj", "name": "scoring", "deployment": "dep-1",
+                 "port": 8080, "labels": {"team": "risk"}, "description": "scoring"}});
+    api.create(&PostParams::default(), &serde_json::from_value(cr).unwrap()).await.unwrap();
+
+    // Create: Ready=False from the first reconcile, then Ready=True with the external id.
+    let created = wait_until(&api, "scoring", "becomes Ready", ready).await.unwrap();
+    let status = created.status.clone().unwrap();
+    assert!(status.external_id.is_some());
+    assert_eq!(status.at_provider.as_ref().and_then(|a| a.state.as_deref()), Some("ready"));
+    assert!(created.metadata.finalizers.unwrap_or_default().contains(&"tether.dev/finalizer".to_string()));
+    let remote = sim_services(&origin).await;
+    assert_eq!(remote.len(), 1);
+    assert_eq!((remote[0]["port"].as_i64(), remote[0]["id"].as_str()), (Some(8080), status.external_id.as_deref()));
+
+    // Spec change: the remote follows, observedGeneration follows.
+    api.patch("scoring", &PatchParams::default(), &Patch::Merge(json!({"spec": {"port": 9090}}))).await.unwrap();
+    wait_until(&api, "scoring", "applies generation 2", |cr| {
+        ready(cr) && cr.and_then(|c| c.status.as_ref()?.observed_generation) == Some(2)
+    })
+    .await;
+    assert_eq!(sim_services(&origin).await[0]["port"], 9090);
+
+    // Drift made behind Tether's back is corrected within a drift period.
+    let http = reqwest::Client::new();
+    http.patch(format!("{}/projects/proj/services/scoring", sim.url))
+        .header("authorization", "Token test-token")
+        .json(&json!({"port": 7070, "description": "changed by hand"}))
+        .send()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while sim_services(&origin).await[0]["port"] != 9090 || sim_services(&origin).await[0]["description"] != "scoring" {
+        assert!(tokio::time::Instant::now() < deadline, "drift was never corrected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Steady state: three drift periods, no write to the API server and no remote write.
+    wait_until(&api, "scoring", "settles", ready).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = api.get("scoring").await.unwrap().metadata.resource_version;
+    let patches = sim_counter(&origin, "PATCH /v2.1/projects/{project_name}/services/{service_name}").await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    assert_eq!(api.get("scoring").await.unwrap().metadata.resource_version, before, "a no-op reconcile wrote");
+    assert_eq!(sim_counter(&origin, "PATCH /v2.1/projects/{project_name}/services/{service_name}").await, patches);
+    assert!(sim_counter(&origin, "GET /v2.1/projects/{project_name}/services/{service_name}").await > 0);
+
+    // Bad credentials: Synced=False Unauthorized; fixing the Secret recovers without a restart.
+    secrets
+        .patch("ubiops", &PatchParams::default(), &Patch::Merge(json!({"stringData": {"token": "wrong"}})))
+        .await
+        .unwrap();
+    wait_until(&api, "scoring", "reports Unauthorized", |cr| {
+        condition(cr, "Synced") == Some(("False".into(), "Unauthorized".into()))
+    })
+    .await;
+    secrets
+        .patch("ubiops", &PatchParams::default(), &Patch::Merge(json!({"stringData": {"token": "test-token"}})))
+        .await
+        .unwrap();
+    wait_until(&api, "scoring", "recovers", |cr| {
+        condition(cr, "Synced") == Some(("True".into(), "ReconcileSuccess".into()))
+    })
+    .await;
+
+    // Delete: the remote object goes, then the finalizer.
+    api.delete("scoring", &DeleteParams::default()).await.unwrap();
+    wait_until(&api, "scoring", "is deleted", |cr| cr.is_none()).await;
+    assert!(sim_services(&origin).await.is_empty(), "remote service left behind");
+    controller.abort();
+}
+
+#[tokio::test]
+async fn orphan_keeps_the_remote_and_observe_only_never_writes() {
+    let ns = TestNamespace::new("ubi-policy").await;
+    let sim = spawn("ubiops", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+    let origin = sim.url.trim_end_matches("/v2.1").to_string();
+    let client = ns.client.clone();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ubiops"}, "stringData": {"token": "test-token"}});
+    secrets.create(&PostParams::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
+    let connections: Api<Connection> = Api::namespaced(client.clone(), &ns.name);
+    let connection = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "ubiops"},
+        "spec": {"platform": "ubiops", "endpoint": sim.url, "credentials": {"token": {"name": "ubiops", "key": "token"}}}});
+    connections.create(&PostParams::default(), &serde_json::from_value(connection).unwrap()).await.unwrap();
+    // An existing service, made by someone else, for ObserveOnly to find.
+    reqwest::Client::new()
+        .post(format!("{origin}/_sim/seed"))
+        .json(&json!({"project": "proj", "service": {"name": "existing", "deployment": "dep-1", "port": 80}}))
+        .send()
+        .await
+        .unwrap();
+
+    let config = Config {
+        poll_interval: Duration::from_secs(1),
+        converge_interval: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(2),
+    };
+    let controller = tokio::spawn({
+        let (client, namespace) = (client.clone(), ns.name.clone());
+        async move { run::<UbiOps>(client, Some(&namespace), config, std::future::pending()).await }
+    });
+    let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
+    let spec = |name: &str, extra: Value| {
+        let mut spec = json!({"connectionRef": {"name": "ubiops"}, "project": "proj", "name": name, "deployment": "dep-1", "port": 8080});
+        json_patch_merge(&mut spec, extra);
+        serde_json::from_value::<UbiService>(json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService",
+            "metadata": {"name": name}, "spec": spec}))
+        .unwrap()
+    };
+    api.create(
+        &PostParams::default(),
+        &spec("watched", json!({"managementPolicy": "ObserveOnly", "name": "existing"})),
+    )
+    .await
+    .unwrap();
+    api.create(&PostParams::default(), &spec("kept", json!({"deletionPolicy": "Orphan"}))).await.unwrap();
+
+    let watched = wait_until(&api, "watched", "observes the existing service", |cr| {
+        cr.and_then(|c| c.status.as_ref()?.external_id.clone()).is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        sim_services(&origin).await.iter().find(|s| s["name"] == "existing").unwrap()["port"],
+        80,
+        "ObserveOnly changed the remote"
+    );
+    assert!(watched.metadata.finalizers.unwrap_or_default().is_empty(), "ObserveOnly needs no finalizer");
+
+    wait_until(&api, "kept", "becomes Ready", ready).await;
+    api.delete("kept", &DeleteParams::default()).await.unwrap();
+    wait_until(&api, "kept", "is deleted", |cr| cr.is_none()).await;
+    assert!(sim_services(&origin).await.iter().any(|s| s["name"] == "kept"), "Orphan must leave the remote object");
+    let writes = sim_counter(&origin, "PATCH /v2.1/projects/{project_name}/services/{service_name}").await
+        + sim_counter(&origin, "DELETE /v2.1/projects/{project_name}/services/{service_name}").await;
+    assert_eq!(writes, 0);
+    controller.abort();
+}
+
+fn json_patch_merge(base: &mut Value, patch: Value) {
+    if let (Value::Object(b), Value::Object(p)) = (base, patch) {
+        for (k, v) in p {
+            b.insert(k, v);
+        }
+    }
+}
