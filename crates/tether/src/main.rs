@@ -29,6 +29,23 @@ enum Command {
     /// SDK names them) and `seeded` (fixtures a client must reference). Control API of each simulator:
     /// `<origin>/_sim/{counters,faults,reset,state,seed,fail}`.
     Sim(SimArgs),
+    /// Run the operator: reconcile the Tether resources of the cluster (kubeconfig from $KUBECONFIG or
+    /// in-cluster) until SIGTERM or SIGINT. Kinds reconciled so far: UbiService.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "TETHER_NAMESPACE")]
+    namespace: Option<String>,
+    /// Drift-check period of settled resources, in seconds (jittered ±10 %; a resource can set its own with
+    /// the annotation tether.dev/poll-interval).
+    #[arg(long, env = "TETHER_POLL_INTERVAL_SECONDS", default_value_t = 600)]
+    poll_interval_seconds: u64,
+    /// Log format: pretty or json.
+    #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    log_format: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Sim(args) => run_sim(args)?,
+        Command::Run(args) => run_operator(args)?,
     }
     Ok(())
 }
@@ -99,5 +117,48 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         None => println!("{json}"),
     }
     tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("no Kubernetes API to talk to (set KUBECONFIG or run in a cluster): {e}"))?;
+    // Fail fast, with a hint, when the CRDs are not installed.
+    let probe: kube::Api<tether_api::UbiService> = kube::Api::all(client.clone());
+    probe.list(&kube::api::ListParams::default().limit(1)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot list UbiServices ({e}); are the CRDs installed? tether crds | kubectl apply --server-side -f -"
+        )
+    })?;
+    let config = tether_controller::Config {
+        poll_interval: std::time::Duration::from_secs(args.poll_interval_seconds.max(1)),
+        ..Default::default()
+    };
+    tracing::info!(namespace = args.namespace.as_deref().unwrap_or("(all)"), "tether running");
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    tether_controller::run::<tether_controller::adapters::ubiops::UbiOps>(
+        client,
+        args.namespace.as_deref(),
+        config,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
