@@ -112,6 +112,10 @@ impl SimState {
                 (Some("DELETING"), true) => "DELETE_FAILED",
                 _ => return true,
             };
+            // A forced failure hits one transition; a retry after it can succeed.
+            if next.ends_with("_FAILED") {
+                app.fails = false;
+            }
             app.fields.insert("status".into(), json!(next));
             app.fields.insert("updatedAt".into(), json!(now_millis()));
             true
@@ -426,16 +430,17 @@ async fn sim_seed(State(s): State<SimState>, body: Bytes) -> ApiResult {
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
 
-/// `POST /_sim/fail` `{"id": "..."}`: a pending create or delete of that webapp ends in CREATE_FAILED or
-/// DELETE_FAILED; an AVAILABLE webapp turns CREATE_FAILED at once.
+/// `POST /_sim/fail` `{"id": "..."}`: the webapp's pending (or next) create or delete ends in CREATE_FAILED
+/// or DELETE_FAILED, once; an AVAILABLE webapp turns CREATE_FAILED at once.
 async fn sim_fail(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(bad)?;
     let id = body.get("id").and_then(Value::as_str).ok_or_else(|| bad("id is required"))?;
     let mut store = s.lock();
     let app = store.get_mut(id).ok_or_else(|| not_found(id))?;
-    app.fails = true;
     if app.fields["status"] == "AVAILABLE" {
         app.fields.insert("status".into(), json!("CREATE_FAILED"));
+    } else {
+        app.fails = true;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
