@@ -2,7 +2,7 @@
 //! conditions and status, and one small adapter per kind ([`adapters`]) that maps a spec onto its platform
 //! client with four verbs ([`adapter::Adapter`]).
 //!
-//! Kinds driven so far: UbiService, PeakWebapp. The other three kinds, Events, metrics, output Secrets and the
+//! Kinds driven so far: UbiService, PeakWebapp, ApoloApp. AppService and CivisService, Events, metrics, output Secrets and the
 //! Connection/Secret watches are still to come.
 
 pub mod adapter;

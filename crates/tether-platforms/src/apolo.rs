@@ -110,6 +110,19 @@ impl Client {
         })
     }
 
+    /// The same account (connection, rate limit) in another cluster/org/project.
+    pub fn with_scope(&self, cluster: &str, org: &str, project: &str) -> Self {
+        Self {
+            http: self.http.clone(),
+            scope: format!("apis/apps/v1/cluster/{cluster}/org/{org}/project/{project}"),
+            scope_query: [
+                ("cluster".into(), cluster.into()),
+                ("org".into(), org.into()),
+                ("project".into(), project.into()),
+            ],
+        }
+    }
+
     fn v1(&self, method: Method, route: &'static str, rest: &str) -> Call {
         Call::new(method, route, format!("{}/{rest}", self.scope))
     }

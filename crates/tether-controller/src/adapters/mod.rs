@@ -1,5 +1,6 @@
 //! One adapter per kind: how its spec maps onto its platform client. Short and boring by design.
 
+pub mod apolo;
 mod keys;
 pub mod peak;
 pub mod ubiops;

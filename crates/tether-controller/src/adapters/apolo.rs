@@ -1,0 +1,167 @@
+//! ApoloApp ↔ Apolo app. Apolo names apps itself and display names are not unique, so Tether stamps an
+//! ownership marker carrying the resource's UID into the display name and finds its app by that marker:
+//! a lost install answer is found again, and nothing is installed twice. Input and template version
+//! changes are applied by configure (a new revision); uninstall waits until the app is uninstalled.
+
+use serde_json::{Value, json};
+use tether_api::apolo::ApoloAppObservation;
+use tether_api::{ApoloApp, ConnectionRef, DeletionPolicy, ManagedStatus, ManagementPolicy, Platform};
+use tether_platforms::Error as PlatformError;
+use tether_platforms::apolo::{App, Client};
+
+use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
+use crate::connection::Account;
+use kube::ResourceExt;
+
+impl ManagedResource for ApoloApp {
+    type Observation = ApoloAppObservation;
+
+    fn connection_ref(&self) -> &ConnectionRef {
+        &self.spec.managed.connection_ref
+    }
+    fn deletes_remote(&self) -> bool {
+        self.spec.managed.deletion_policy == DeletionPolicy::Delete
+    }
+    fn observe_only(&self) -> bool {
+        self.spec.managed.management_policy == ManagementPolicy::ObserveOnly
+    }
+    fn managed_status(&self) -> Option<&ManagedStatus<ApoloAppObservation>> {
+        self.status.as_ref()
+    }
+}
+
+/// The ApoloApp adapter.
+pub struct Apolo;
+
+/// `[tether:<uid>]`: what Tether appends to the display name to know its app again.
+fn marker(cr: &ApoloApp) -> String {
+    format!("[tether:{}]", cr.uid().unwrap_or_default())
+}
+
+fn display_name(cr: &ApoloApp) -> String {
+    match &cr.spec.display_name {
+        Some(name) => format!("{name} {}", marker(cr)),
+        None => format!("{} {}", cr.name_any(), marker(cr)),
+    }
+}
+
+fn input(cr: &ApoloApp) -> Value {
+    cr.spec.input.clone().unwrap_or_else(|| json!({}))
+}
+
+fn scoped(client: &Client, cr: &ApoloApp) -> Client {
+    client.with_scope(&cr.spec.cluster, &cr.spec.org, &cr.spec.project)
+}
+
+/// This resource's app: by the recorded id, else by the marker among the scope's live apps (the newest
+/// when several match; the others are reported).
+async fn find(client: &Client, cr: &ApoloApp) -> Result<Option<App>, PlatformError> {
+    if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()) {
+        match client.get(id).await {
+            Ok(app) if app.state != "uninstalled" => return Ok(Some(app)),
+            Ok(_) | Err(PlatformError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let live = ["queued", "progressing", "healthy", "degraded", "errored", "uninstalling"];
+    let mark = marker(cr);
+    let mut ours: Vec<App> = client
+        .list(&live)
+        .await?
+        .into_iter()
+        .filter(|a| a.display_name.ends_with(&mark) && a.template_name == cr.spec.template_name)
+        .collect();
+    ours.sort_by(|a, b| {
+        let created = |x: &App| x.fields.get("created_at").and_then(Value::as_str).unwrap_or_default().to_string();
+        created(b).cmp(&created(a))
+    });
+    if ours.len() > 1 {
+        let others: Vec<&str> = ours[1..].iter().map(|a| a.id.as_str()).collect();
+        tracing::warn!(kept = %ours[0].id, ?others, "several Apolo apps carry this resource's marker; keeping the newest");
+    }
+    Ok(ours.into_iter().next())
+}
+
+impl Adapter for Apolo {
+    type Resource = ApoloApp;
+    type Client = Client;
+    const PLATFORM: Platform = Platform::Apolo;
+
+    fn connect(account: &Account) -> Result<Client, PlatformError> {
+        // The scope comes from each resource (`with_scope`); the account carries the token and limits.
+        Client::new(account.http.clone(), account.credential("token")?, "", "", "")
+    }
+
+    async fn observe(client: &Client, cr: &ApoloApp) -> Result<Observation<ApoloAppObservation>, PlatformError> {
+        let client = scoped(client, cr);
+        let Some(app) = find(&client, cr).await? else { return Ok(Observation::Absent) };
+        let settled = !matches!(app.state.as_str(), "queued" | "progressing" | "uninstalling");
+        let up_to_date = !settled || {
+            let current = client.input(&app.id, None).await?;
+            let version_matches =
+                cr.spec.template_version == "latest" || cr.spec.template_version == app.template_version;
+            version_matches && app.display_name == display_name(cr) && current.get("input") == Some(&input(cr))
+        };
+        let ready = match app.state.as_str() {
+            "healthy" => Ok(()),
+            "queued" => Err(("Creating", "Apolo has queued the app".to_string())),
+            "progressing" => Err(("Updating", "Apolo is deploying the app".to_string())),
+            "degraded" => Err(("Unavailable", "the app runs but is degraded".to_string())),
+            "uninstalling" => Err(("Deleting", "Apolo is uninstalling the app".to_string())),
+            other => Err(("PlatformError", format!("the app is {other} on Apolo"))),
+        };
+        let revisions = client.revisions(&app.id).await?;
+        let text = |key: &str| app.fields.get(key).and_then(Value::as_str).map(str::to_string);
+        let at_provider = ApoloAppObservation {
+            state: Some(app.state.clone()),
+            name: Some(app.name.clone()),
+            namespace: text("namespace"),
+            endpoints: app.endpoints.clone(),
+            creator: text("creator"),
+            template_version: Some(app.template_version.clone()),
+            current_revision: revisions
+                .iter()
+                .find(|r| r.end_at.is_none())
+                .and_then(|r| i32::try_from(r.revision_number).ok()),
+            applied_rollback: cr.status.as_ref().and_then(|s| s.at_provider.as_ref()?.applied_rollback),
+            created_at: text("created_at"),
+            updated_at: text("updated_at"),
+        };
+        Ok(Observation::Present { external_id: app.id.clone(), up_to_date, ready, at_provider })
+    }
+
+    async fn create(client: &Client, cr: &ApoloApp) -> Result<String, PlatformError> {
+        let client = scoped(client, cr);
+        let spec = &cr.spec;
+        let app =
+            client.install(&spec.template_name, &spec.template_version, &input(cr), Some(&display_name(cr))).await?;
+        Ok(app.id)
+    }
+
+    async fn update(client: &Client, cr: &ApoloApp, external_id: &str) -> Result<(), PlatformError> {
+        let client = scoped(client, cr);
+        let app = client.get(external_id).await?;
+        let upgrade = (cr.spec.template_version != "latest" && cr.spec.template_version != app.template_version)
+            .then_some(cr.spec.template_version.as_str());
+        let name = display_name(cr);
+        let rename = (app.display_name != name).then_some(name.as_str());
+        let desired = input(cr);
+        let current = client.input(external_id, None).await?;
+        let new_input = (current.get("input") != Some(&desired)).then_some(&desired);
+        client.configure(external_id, new_input, rename, upgrade, Some("applied by Tether")).await?;
+        Ok(())
+    }
+
+    async fn delete(client: &Client, cr: &ApoloApp, external_id: &str) -> Result<Deletion, PlatformError> {
+        let client = scoped(client, cr);
+        match client.get(external_id).await {
+            Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
+            Ok(app) if app.state == "uninstalled" => return Ok(Deletion::Gone),
+            Ok(app) if app.state == "uninstalling" => return Ok(Deletion::InProgress),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        client.uninstall(external_id, cr.spec.force_uninstall.unwrap_or(false)).await?;
+        Ok(Deletion::InProgress)
+    }
+}
