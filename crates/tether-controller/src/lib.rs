@@ -2,8 +2,8 @@
 //! conditions and status, and one small adapter per kind ([`adapters`]) that maps a spec onto its platform
 //! client with four verbs ([`adapter::Adapter`]).
 //!
-//! Kinds driven so far: UbiService, PeakWebapp, ApoloApp. AppService and CivisService, Events, metrics, output Secrets and the
-//! Connection/Secret watches are still to come.
+//! Kinds driven so far: UbiService, PeakWebapp, ApoloApp, CivisService. Still to come: AppService (Iguazio's
+//! shared manifest), Events, metrics, output Secrets and the Connection/Secret watches.
 
 pub mod adapter;
 pub mod adapters;

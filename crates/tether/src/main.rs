@@ -30,7 +30,7 @@ enum Command {
     /// `<origin>/_sim/{counters,faults,reset,state,seed,fail}`.
     Sim(SimArgs),
     /// Run the operator: reconcile the Tether resources of the cluster (kubeconfig from $KUBECONFIG or
-    /// in-cluster) until SIGTERM or SIGINT. Kinds reconciled so far: UbiService, PeakWebapp, ApoloApp.
+    /// in-cluster) until SIGTERM or SIGINT. Kinds reconciled so far: UbiService, PeakWebapp, ApoloApp, CivisService.
     Run(RunArgs),
 }
 

@@ -1,0 +1,238 @@
+//! CivisService ↔ Civis service and its deployments. Civis names are not unique, so Tether appends an
+//! ownership marker with the resource's UID to the description and finds its service by that marker: a
+//! lost create answer is found again and nothing is created twice. Config changes are PATCHed; a change
+//! of what a deployment runs (image, code, size, environment) redeploys a live service; `deployed` starts
+//! or stops it. Deleting archives (Civis has no hard delete), stopping the deployment first unless the
+//! policy is Archive.
+//!
+//! Not yet: environmentVariablesFrom (Secret values), projects, shares and tokens from the spec.
+
+use serde_json::{Map, Value};
+use tether_api::civis::{CivisDeletionPolicy, CivisServiceObservation};
+use tether_api::{CivisService, ConnectionRef, ManagedStatus, ManagementPolicy, Platform};
+use tether_platforms::Error as PlatformError;
+use tether_platforms::civis::{Client, ListOptions, Service};
+
+use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
+use crate::connection::Account;
+use kube::ResourceExt;
+
+impl ManagedResource for CivisService {
+    type Observation = CivisServiceObservation;
+
+    fn connection_ref(&self) -> &ConnectionRef {
+        &self.spec.managed.connection_ref
+    }
+    fn deletes_remote(&self) -> bool {
+        self.spec.managed.deletion_policy != CivisDeletionPolicy::Orphan
+    }
+    fn observe_only(&self) -> bool {
+        self.spec.managed.management_policy == ManagementPolicy::ObserveOnly
+    }
+    fn managed_status(&self) -> Option<&ManagedStatus<CivisServiceObservation>> {
+        self.status.as_ref()
+    }
+}
+
+/// The CivisService adapter.
+pub struct Civis;
+
+/// Spec fields that are Tether's or handled apart from the service's own fields.
+const NOT_SERVICE_FIELDS: &[&str] = &[
+    "connectionRef",
+    "deletionPolicy",
+    "managementPolicy",
+    "writeOutputsTo",
+    "deployed",
+    "projects",
+    "shares",
+    "tokens",
+    "environmentVariablesFrom",
+];
+/// Fields whose change only takes effect in a new deployment.
+const REDEPLOY_FIELDS: &[&str] = &[
+    "dockerImageName",
+    "dockerImageTag",
+    "gitRepoUrl",
+    "gitRepoRef",
+    "gitPathDir",
+    "cpu",
+    "memory",
+    "instanceType",
+    "replicas",
+    "maxReplicas",
+    "environmentVariables",
+    "credentials",
+    "partitionLabel",
+    "permissionSetId",
+];
+
+fn marker(cr: &CivisService) -> String {
+    format!("[tether:{}]", cr.uid().unwrap_or_default())
+}
+
+/// The service fields the spec sets, camelCase as on the wire, the description carrying the marker.
+fn desired(cr: &CivisService) -> Map<String, Value> {
+    let Ok(Value::Object(mut map)) = serde_json::to_value(&cr.spec) else { return Map::new() };
+    map.retain(|k, _| !NOT_SERVICE_FIELDS.contains(&k.as_str()));
+    let description = match &cr.spec.description {
+        Some(d) => format!("{d} {}", marker(cr)),
+        None => marker(cr),
+    };
+    map.insert("description".into(), Value::String(description));
+    map
+}
+
+/// Credentials come back as ids or as `{id, name}` objects; compare ids.
+fn normalized(key: &str, value: &Value) -> Value {
+    match (key, value) {
+        ("credentials", Value::Array(items)) => {
+            Value::Array(items.iter().map(|i| i.get("id").cloned().unwrap_or_else(|| i.clone())).collect())
+        }
+        _ => value.clone(),
+    }
+}
+
+fn differences(cr: &CivisService, remote: &Service) -> Map<String, Value> {
+    let remote = match serde_json::to_value(remote) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    desired(cr)
+        .into_iter()
+        .filter(|(k, _)| k != "type" && k != "hidden")
+        .filter(|(k, v)| normalized(k, remote.get(k).unwrap_or(&Value::Null)) != normalized(k, v))
+        .collect()
+}
+
+fn running(service: &Service) -> bool {
+    service.current_deployment.as_ref().is_some_and(|d| matches!(d.state.as_str(), "pending" | "running" | "sleeping"))
+}
+
+async fn find(client: &Client, cr: &CivisService) -> Result<Option<Service>, PlatformError> {
+    if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()).and_then(|id| id.parse().ok()) {
+        match client.get(id).await {
+            Ok(service) if !service.archived => return Ok(Some(service)),
+            Ok(_) | Err(PlatformError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mark = marker(cr);
+    let mut ours: Vec<Service> = client
+        .list_all(&ListOptions { hidden: true, ..Default::default() })
+        .await?
+        .into_iter()
+        .filter(|s| s.description.as_deref().is_some_and(|d| d.ends_with(&mark)))
+        .collect();
+    ours.sort_by_key(|s| std::cmp::Reverse(s.id));
+    if ours.len() > 1 {
+        let others: Vec<i64> = ours[1..].iter().map(|s| s.id).collect();
+        tracing::warn!(
+            kept = ours[0].id,
+            ?others,
+            "several Civis services carry this resource's marker; keeping the newest"
+        );
+    }
+    match ours.into_iter().next() {
+        // The list has a summary; the comparison needs every field.
+        Some(summary) => client.get(summary.id).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+impl Adapter for Civis {
+    type Resource = CivisService;
+    type Client = Client;
+    const PLATFORM: Platform = Platform::Civis;
+
+    fn connect(account: &Account) -> Result<Client, PlatformError> {
+        Client::new(account.http.clone(), account.credential("apiKey")?)
+    }
+
+    async fn observe(
+        client: &Client,
+        cr: &CivisService,
+    ) -> Result<Observation<CivisServiceObservation>, PlatformError> {
+        let Some(service) = find(client, cr).await? else { return Ok(Observation::Absent) };
+        let live = running(&service);
+        let up_to_date = differences(cr, &service).is_empty() && live == cr.spec.deployed;
+        let deployment = service.current_deployment.as_ref();
+        let ready = match (cr.spec.deployed, deployment.map(|d| d.state.as_str())) {
+            (true, Some("running" | "sleeping")) | (false, _) => Ok(()),
+            (true, Some("pending")) => Err(("Creating", "the deployment is starting".to_string())),
+            (true, Some("terminated")) => {
+                let why = deployment.and_then(|d| d.state_message.clone()).unwrap_or_default();
+                Err(("PlatformError", format!("the deployment terminated: {why}")))
+            }
+            (true, _) => Err(("Creating", "no deployment yet".to_string())),
+        };
+        let text = |key: &str| service.fields.get(key).and_then(Value::as_str).map(str::to_string);
+        let at_provider = CivisServiceObservation {
+            state: Some(deployment.map_or("none".to_string(), |d| d.state.clone())),
+            state_message: deployment.and_then(|d| d.state_message.clone()),
+            current_deployment_id: deployment.map(|d| d.deployment_id),
+            current_url: service.current_url.clone(),
+            report_id: service.fields.get("reportId").and_then(Value::as_i64),
+            archived: Some(service.archived),
+            owner: service
+                .fields
+                .get("user")
+                .and_then(|u| u.get("username"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            my_permission_level: text("myPermissionLevel"),
+            deployed_config_hash: None,
+            token_ids: None,
+            created_at: text("createdAt"),
+            updated_at: text("updatedAt"),
+        };
+        Ok(Observation::Present { external_id: service.id.to_string(), up_to_date, ready, at_provider })
+    }
+
+    async fn create(client: &Client, cr: &CivisService) -> Result<String, PlatformError> {
+        let service = client.create(&desired(cr)).await?;
+        if cr.spec.deployed {
+            client.deploy(service.id, false).await?;
+        }
+        Ok(service.id.to_string())
+    }
+
+    async fn update(client: &Client, cr: &CivisService, external_id: &str) -> Result<(), PlatformError> {
+        let id: i64 = external_id.parse().map_err(|_| PlatformError::Decode(format!("service id {external_id:?}")))?;
+        let service = client.get(id).await?;
+        let changes = differences(cr, &service);
+        let redeploy = changes.keys().any(|k| REDEPLOY_FIELDS.contains(&k.as_str()));
+        if !changes.is_empty() {
+            client.patch(id, &changes).await?;
+        }
+        match (cr.spec.deployed, running(&service)) {
+            (true, false) => drop(client.deploy(id, false).await?),
+            (true, true) if redeploy => drop(client.deploy(id, true).await?),
+            (false, true) => {
+                if let Some(d) = &service.current_deployment {
+                    client.stop(id, d.deployment_id).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn delete(client: &Client, cr: &CivisService, external_id: &str) -> Result<Deletion, PlatformError> {
+        let Ok(id) = external_id.parse::<i64>() else { return Ok(Deletion::Gone) };
+        let service = match client.get(id).await {
+            Ok(service) => service,
+            Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
+            Err(e) => return Err(e),
+        };
+        if cr.spec.managed.deletion_policy == CivisDeletionPolicy::Delete
+            && let Some(d) = service.current_deployment.as_ref().filter(|_| running(&service))
+        {
+            client.stop(id, d.deployment_id).await?;
+        }
+        if !service.archived {
+            client.archive(id, true).await?;
+        }
+        Ok(Deletion::Gone)
+    }
+}
