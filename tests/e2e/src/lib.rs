@@ -63,3 +63,59 @@ pub fn merged(base: &serde_json::Value, patch: serde_json::Value) -> serde_json:
     json_patch::merge(&mut out, &patch);
     out
 }
+
+/// Polls the named resource until `check` accepts it (`None`: it is gone); panics after 30 s with what it
+/// last saw.
+pub async fn wait_until<K, F>(api: &Api<K>, name: &str, what: &str, check: F) -> Option<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: Fn(Option<&K>) -> bool,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let current = api.get_opt(name).await.expect("get");
+        if check(current.as_ref()) {
+            return current;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: still {current:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The `(status, reason, message)` of a condition of a managed resource.
+pub fn condition<O>(status: Option<&tether_api::ManagedStatus<O>>, type_: &str) -> Option<(String, String, String)> {
+    let c = status?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((format!("{:?}", c.status), c.reason.clone(), c.message.clone()))
+}
+
+/// Whether a managed resource's Ready condition is True.
+pub fn is_ready<O>(status: Option<&tether_api::ManagedStatus<O>>) -> bool {
+    condition(status, "Ready").is_some_and(|(s, _, _)| s == "True")
+}
+
+/// Creates, in `ns`, a Secret named after the platform holding `value` under the key `credential`, and a
+/// Connection of the same name for `platform` at `endpoint` whose credential `credential` reads it.
+pub async fn connect(client: &Client, ns: &str, platform: &str, endpoint: &str, credential: &str, value: &str) {
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": platform},
+        "stringData": {credential: value}});
+    create(client, ns, &secret, false).await.expect("Secret created");
+    let connection = serde_json::json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection",
+        "metadata": {"name": platform},
+        "spec": {"platform": platform, "endpoint": endpoint, "credentials": {credential: {"name": platform, "key": credential}}}});
+    create(client, ns, &connection, false).await.expect("Connection created");
+}
+
+/// Runs the controller of adapter `A` over namespace `ns` with test timing (1 s drift period, 100 ms while
+/// converging) until the returned handle is aborted.
+pub fn spawn_controller<A: tether_controller::adapter::Adapter>(
+    client: &Client,
+    ns: &str,
+) -> tokio::task::JoinHandle<()> {
+    let config = tether_controller::Config {
+        poll_interval: std::time::Duration::from_secs(1),
+        converge_interval: std::time::Duration::from_millis(100),
+        max_backoff: std::time::Duration::from_secs(2),
+    };
+    let (client, ns) = (client.clone(), ns.to_string());
+    tokio::spawn(async move { tether_controller::run::<A>(client, Some(&ns), config, std::future::pending()).await })
+}

@@ -3,40 +3,13 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use tether_api::{ApoloApp, Connection};
+use tether_api::ApoloApp;
 use tether_controller::adapters::apolo::Apolo;
-use tether_controller::{Config, run};
+use tether_e2e::{connect, is_ready, spawn_controller, wait_until};
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::TestNamespace;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn wait_until<F: Fn(Option<&ApoloApp>) -> bool>(
-    api: &Api<ApoloApp>,
-    name: &str,
-    what: &str,
-    check: F,
-) -> Option<ApoloApp> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let current = api.get_opt(name).await.expect("get");
-        if check(current.as_ref()) {
-            return current;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: still {:?}", current.map(|c| c.status));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn is_ready(cr: Option<&ApoloApp>) -> bool {
-    cr.and_then(|c| {
-        c.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready").map(|c| format!("{:?}", c.status))
-    })
-    .is_some_and(|s| s == "True")
-}
 
 async fn apps(origin: &str) -> Vec<Value> {
     let state: Value = reqwest::get(format!("{origin}/_sim/state")).await.unwrap().json().await.unwrap();
@@ -50,27 +23,8 @@ async fn install_reconfigure_upgrade_and_uninstall_by_marker() {
         spawn("apolo", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::from_millis(150) }).await.unwrap();
     let origin = sim.url.trim_end_matches("/api/v1").to_string();
     let client = ns.client.clone();
-    let secret =
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "apolo"}, "stringData": {"token": "tok"}});
-    Api::<Secret>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &serde_json::from_value(secret).unwrap())
-        .await
-        .unwrap();
-    let connection = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "apolo"},
-        "spec": {"platform": "apolo", "endpoint": sim.url, "credentials": {"token": {"name": "apolo", "key": "token"}}}});
-    Api::<Connection>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &serde_json::from_value(connection).unwrap())
-        .await
-        .unwrap();
-    let config = Config {
-        poll_interval: Duration::from_secs(1),
-        converge_interval: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(2),
-    };
-    let controller = tokio::spawn({
-        let (client, namespace) = (client.clone(), ns.name.clone());
-        async move { run::<Apolo>(client, Some(&namespace), config, std::future::pending()).await }
-    });
+    connect(&client, &ns.name, "apolo", &sim.url, "token", "tok").await;
+    let controller = spawn_controller::<Apolo>(&client, &ns.name);
 
     let api: Api<ApoloApp> = Api::namespaced(client.clone(), &ns.name);
     let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "ApoloApp", "metadata": {"name": "db"},
@@ -80,7 +34,8 @@ async fn install_reconfigure_upgrade_and_uninstall_by_marker() {
     let created = api.create(&PostParams::default(), &serde_json::from_value(cr).unwrap()).await.unwrap();
     let uid = created.metadata.uid.clone().unwrap();
 
-    let ready = wait_until(&api, "db", "becomes Ready", is_ready).await.unwrap();
+    let ready =
+        wait_until(&api, "db", "becomes Ready", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await.unwrap();
     let status = ready.status.unwrap();
     let installed = apps(&origin).await;
     assert_eq!(installed.len(), 1, "exactly one app installed");
@@ -98,7 +53,7 @@ async fn install_reconfigure_upgrade_and_uninstall_by_marker() {
     .await
     .unwrap();
     wait_until(&api, "db", "applies generation 2", |cr| {
-        is_ready(cr)
+        is_ready(cr.and_then(|c| c.status.as_ref()))
             && cr.and_then(|c| c.status.as_ref()?.observed_generation) == Some(2)
             && cr.and_then(|c| c.status.as_ref()?.at_provider.as_ref()?.template_version.clone()).as_deref()
                 == Some("v1.1.0")

@@ -3,40 +3,13 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use tether_api::{CivisService, Connection};
+use tether_api::CivisService;
 use tether_controller::adapters::civis::Civis;
-use tether_controller::{Config, run};
+use tether_e2e::{connect, is_ready, spawn_controller, wait_until};
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::TestNamespace;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn wait_until<F: Fn(Option<&CivisService>) -> bool>(
-    api: &Api<CivisService>,
-    name: &str,
-    what: &str,
-    check: F,
-) -> Option<CivisService> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let current = api.get_opt(name).await.expect("get");
-        if check(current.as_ref()) {
-            return current;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: still {:?}", current.map(|c| c.status));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn is_ready(cr: Option<&CivisService>) -> bool {
-    cr.and_then(|c| {
-        c.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready").map(|c| format!("{:?}", c.status))
-    })
-    .is_some_and(|s| s == "True")
-}
 
 fn deployment_state(cr: Option<&CivisService>) -> Option<String> {
     cr?.status.as_ref()?.at_provider.as_ref()?.state.clone()
@@ -52,26 +25,8 @@ async fn create_deploy_redeploy_stop_and_archive() {
     let sim =
         spawn("civis", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::from_millis(150) }).await.unwrap();
     let client = ns.client.clone();
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "civis"}, "stringData": {"api_key": "sim-key"}});
-    Api::<Secret>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &serde_json::from_value(secret).unwrap())
-        .await
-        .unwrap();
-    let connection = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "civis"},
-        "spec": {"platform": "civis", "endpoint": sim.url, "credentials": {"apiKey": {"name": "civis", "key": "api_key"}}}});
-    Api::<Connection>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &serde_json::from_value(connection).unwrap())
-        .await
-        .unwrap();
-    let config = Config {
-        poll_interval: Duration::from_secs(1),
-        converge_interval: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(2),
-    };
-    let controller = tokio::spawn({
-        let (client, namespace) = (client.clone(), ns.name.clone());
-        async move { run::<Civis>(client, Some(&namespace), config, std::future::pending()).await }
-    });
+    connect(&client, &ns.name, "civis", &sim.url, "apiKey", "sim-key").await;
+    let controller = spawn_controller::<Civis>(&client, &ns.name);
 
     let api: Api<CivisService> = Api::namespaced(client.clone(), &ns.name);
     let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "CivisService", "metadata": {"name": "dash"},
@@ -81,10 +36,11 @@ async fn create_deploy_redeploy_stop_and_archive() {
     let created = api.create(&PostParams::default(), &serde_json::from_value(cr).unwrap()).await.unwrap();
     let uid = created.metadata.uid.clone().unwrap();
 
-    let ready =
-        wait_until(&api, "dash", "runs", |cr| is_ready(cr) && deployment_state(cr).as_deref() == Some("running"))
-            .await
-            .unwrap();
+    let ready = wait_until(&api, "dash", "runs", |cr| {
+        is_ready(cr.and_then(|c| c.status.as_ref())) && deployment_state(cr).as_deref() == Some("running")
+    })
+    .await
+    .unwrap();
     let services = state(&sim.url).await["services"].as_array().cloned().unwrap();
     assert_eq!(services.len(), 1, "exactly one service");
     assert_eq!(services[0]["description"], format!("weekly [tether:{uid}]"));
@@ -95,7 +51,7 @@ async fn create_deploy_redeploy_stop_and_archive() {
         .await
         .unwrap();
     let redeployed = wait_until(&api, "dash", "redeploys", |cr| {
-        is_ready(cr)
+        is_ready(cr.and_then(|c| c.status.as_ref()))
             && cr.and_then(|c| c.status.as_ref()?.observed_generation) == Some(2)
             && cr.and_then(|c| c.status.as_ref()?.at_provider.as_ref()?.current_deployment_id) != Some(first_deployment)
     })

@@ -3,41 +3,17 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use tether_api::{Connection, PeakWebapp};
+use tether_api::PeakWebapp;
 use tether_controller::adapters::peak::Peak;
-use tether_controller::{Config, run};
+use tether_e2e::{connect, is_ready, spawn_controller, wait_until};
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::TestNamespace;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn wait_until<F: Fn(Option<&PeakWebapp>) -> bool>(
-    api: &Api<PeakWebapp>,
-    name: &str,
-    what: &str,
-    check: F,
-) -> Option<PeakWebapp> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let current = api.get_opt(name).await.expect("get");
-        if check(current.as_ref()) {
-            return current;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: still {:?}", current.map(|c| c.status));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn ready(cr: Option<&PeakWebapp>) -> Option<(String, String, String)> {
     let c = cr?.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
     Some((format!("{:?}", c.status), c.reason.clone(), c.message.clone()))
-}
-
-fn is_ready(cr: Option<&PeakWebapp>) -> bool {
-    ready(cr).is_some_and(|(s, _, _)| s == "True")
 }
 
 async fn webapps(origin: &str) -> Vec<Value> {
@@ -51,26 +27,8 @@ async fn create_redeploy_failure_and_delete_through_the_async_states() {
     let sim =
         spawn("peak", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::from_millis(300) }).await.unwrap();
     let client = ns.client.clone();
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "peak"}, "stringData": {"api_key": "sim-token"}});
-    Api::<Secret>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &serde_json::from_value(secret).unwrap())
-        .await
-        .unwrap();
-    let connection = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "peak"},
-        "spec": {"platform": "peak", "endpoint": sim.url, "credentials": {"apiKey": {"name": "peak", "key": "api_key"}}}});
-    Api::<Connection>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &serde_json::from_value(connection).unwrap())
-        .await
-        .unwrap();
-    let config = Config {
-        poll_interval: Duration::from_secs(1),
-        converge_interval: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(2),
-    };
-    let controller = tokio::spawn({
-        let (client, namespace) = (client.clone(), ns.name.clone());
-        async move { run::<Peak>(client, Some(&namespace), config, std::future::pending()).await }
-    });
+    connect(&client, &ns.name, "peak", &sim.url, "apiKey", "sim-token").await;
+    let controller = spawn_controller::<Peak>(&client, &ns.name);
 
     let api: Api<PeakWebapp> = Api::namespaced(client.clone(), &ns.name);
     let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "PeakWebapp", "metadata": {"name": "explorer"},
@@ -83,7 +41,8 @@ async fn create_redeploy_failure_and_delete_through_the_async_states() {
         ready(cr).is_some_and(|(s, r, _)| s == "False" && r == "Creating")
     })
     .await;
-    let created = wait_until(&api, "explorer", "becomes Ready", is_ready).await.unwrap();
+    let created =
+        wait_until(&api, "explorer", "becomes Ready", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await.unwrap();
     let status = created.status.unwrap();
     assert_eq!(status.at_provider.as_ref().and_then(|a| a.state.as_deref()), Some("AVAILABLE"));
     assert_eq!(webapps(&sim.url).await.len(), 1, "exactly one webapp");
@@ -97,7 +56,7 @@ async fn create_redeploy_failure_and_delete_through_the_async_states() {
     .await
     .unwrap();
     wait_until(&api, "explorer", "redeploys", |cr| {
-        is_ready(cr)
+        is_ready(cr.and_then(|c| c.status.as_ref()))
             && cr.and_then(|c| c.status.as_ref()?.observed_generation) == Some(2)
             && cr.and_then(|c| c.status.as_ref()?.at_provider.as_ref()?.image_version_id) == Some(101)
     })

@@ -5,42 +5,11 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use tether_api::{Connection, UbiService};
+use tether_api::UbiService;
 use tether_controller::adapters::ubiops::UbiOps;
-use tether_controller::{Config, run};
+use tether_e2e::{condition, connect, is_ready, spawn_controller, wait_until};
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::TestNamespace;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Polls until `check` accepts the resource (or it is gone, for `None`), or fails with what it last saw.
-async fn wait_until<F: Fn(Option<&UbiService>) -> bool>(
-    api: &Api<UbiService>,
-    name: &str,
-    what: &str,
-    check: F,
-) -> Option<UbiService> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let current = api.get_opt(name).await.expect("get");
-        if check(current.as_ref()) {
-            return current;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{what}: still {:?}", current.map(|c| c.status));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn condition(cr: Option<&UbiService>, type_: &str) -> Option<(String, String)> {
-    let c = cr?.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
-    Some((format!("{:?}", c.status), c.reason.clone()))
-}
-
-fn ready(cr: Option<&UbiService>) -> bool {
-    condition(cr, "Ready").is_some_and(|(s, _)| s == "True")
-}
 
 async fn sim_services(origin: &str) -> Vec<Value> {
     let state: Value = reqwest::get(format!("{origin}/_sim/state")).await.unwrap().json().await.unwrap();
@@ -61,23 +30,10 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
     let origin = sim.url.trim_end_matches("/v2.1").to_string();
     let client = ns.client.clone();
 
+    connect(&client, &ns.name, "ubiops", &sim.url, "token", "test-token").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ubiops"}, "stringData": {"token": "test-token"}});
-    secrets.create(&PostParams::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
-    let connections: Api<Connection> = Api::namespaced(client.clone(), &ns.name);
-    let connection = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "ubiops"},
-        "spec": {"platform": "ubiops", "endpoint": sim.url, "credentials": {"token": {"name": "ubiops", "key": "token"}}}});
-    connections.create(&PostParams::default(), &serde_json::from_value(connection).unwrap()).await.unwrap();
 
-    let config = Config {
-        poll_interval: Duration::from_secs(1),
-        converge_interval: Duration::from_millis(200),
-        max_backoff: Duration::from_secs(2),
-    };
-    let controller = tokio::spawn({
-        let (client, namespace) = (client.clone(), ns.name.clone());
-        async move { run::<UbiOps>(client, Some(&namespace), config, std::future::pending()).await }
-    });
+    let controller = spawn_controller::<UbiOps>(&client, &ns.name);
 
     let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
     let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService", "metadata": {"name": "scoring"},
@@ -86,7 +42,8 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
     api.create(&PostParams::default(), &serde_json::from_value(cr).unwrap()).await.unwrap();
 
     // Create: Ready=False from the first reconcile, then Ready=True with the external id.
-    let created = wait_until(&api, "scoring", "becomes Ready", ready).await.unwrap();
+    let created =
+        wait_until(&api, "scoring", "becomes Ready", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await.unwrap();
     let status = created.status.clone().unwrap();
     assert!(status.external_id.is_some());
     assert_eq!(status.at_provider.as_ref().and_then(|a| a.state.as_deref()), Some("ready"));
@@ -98,7 +55,8 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
     // Spec change: the remote follows, observedGeneration follows.
     api.patch("scoring", &PatchParams::default(), &Patch::Merge(json!({"spec": {"port": 9090}}))).await.unwrap();
     wait_until(&api, "scoring", "applies generation 2", |cr| {
-        ready(cr) && cr.and_then(|c| c.status.as_ref()?.observed_generation) == Some(2)
+        is_ready(cr.and_then(|c| c.status.as_ref()))
+            && cr.and_then(|c| c.status.as_ref()?.observed_generation) == Some(2)
     })
     .await;
     assert_eq!(sim_services(&origin).await[0]["port"], 9090);
@@ -111,14 +69,14 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
         .send()
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while sim_services(&origin).await[0]["port"] != 9090 || sim_services(&origin).await[0]["description"] != "scoring" {
         assert!(tokio::time::Instant::now() < deadline, "drift was never corrected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Steady state: three drift periods, no write to the API server and no remote write.
-    wait_until(&api, "scoring", "settles", ready).await;
+    wait_until(&api, "scoring", "settles", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = api.get("scoring").await.unwrap().metadata.resource_version;
     let patches = sim_counter(&origin, "PATCH /v2.1/projects/{project_name}/services/{service_name}").await;
@@ -133,7 +91,8 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
         .await
         .unwrap();
     wait_until(&api, "scoring", "reports Unauthorized", |cr| {
-        condition(cr, "Synced") == Some(("False".into(), "Unauthorized".into()))
+        condition(cr.and_then(|c| c.status.as_ref()), "Synced")
+            .is_some_and(|(s, r, _)| s == "False" && r == "Unauthorized")
     })
     .await;
     secrets
@@ -141,7 +100,8 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
         .await
         .unwrap();
     wait_until(&api, "scoring", "recovers", |cr| {
-        condition(cr, "Synced") == Some(("True".into(), "ReconcileSuccess".into()))
+        condition(cr.and_then(|c| c.status.as_ref()), "Synced")
+            .is_some_and(|(s, r, _)| s == "True" && r == "ReconcileSuccess")
     })
     .await;
 
@@ -158,13 +118,7 @@ async fn orphan_keeps_the_remote_and_observe_only_never_writes() {
     let sim = spawn("ubiops", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
     let origin = sim.url.trim_end_matches("/v2.1").to_string();
     let client = ns.client.clone();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ubiops"}, "stringData": {"token": "test-token"}});
-    secrets.create(&PostParams::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
-    let connections: Api<Connection> = Api::namespaced(client.clone(), &ns.name);
-    let connection = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "ubiops"},
-        "spec": {"platform": "ubiops", "endpoint": sim.url, "credentials": {"token": {"name": "ubiops", "key": "token"}}}});
-    connections.create(&PostParams::default(), &serde_json::from_value(connection).unwrap()).await.unwrap();
+    connect(&client, &ns.name, "ubiops", &sim.url, "token", "test-token").await;
     // An existing service, made by someone else, for ObserveOnly to find.
     reqwest::Client::new()
         .post(format!("{origin}/_sim/seed"))
@@ -173,15 +127,7 @@ async fn orphan_keeps_the_remote_and_observe_only_never_writes() {
         .await
         .unwrap();
 
-    let config = Config {
-        poll_interval: Duration::from_secs(1),
-        converge_interval: Duration::from_millis(200),
-        max_backoff: Duration::from_secs(2),
-    };
-    let controller = tokio::spawn({
-        let (client, namespace) = (client.clone(), ns.name.clone());
-        async move { run::<UbiOps>(client, Some(&namespace), config, std::future::pending()).await }
-    });
+    let controller = spawn_controller::<UbiOps>(&client, &ns.name);
     let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
     let spec = |name: &str, extra: Value| {
         let mut spec = json!({"connectionRef": {"name": "ubiops"}, "project": "proj", "name": name, "deployment": "dep-1", "port": 8080});
@@ -210,7 +156,7 @@ async fn orphan_keeps_the_remote_and_observe_only_never_writes() {
     );
     assert!(watched.metadata.finalizers.unwrap_or_default().is_empty(), "ObserveOnly needs no finalizer");
 
-    wait_until(&api, "kept", "becomes Ready", ready).await;
+    wait_until(&api, "kept", "becomes Ready", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await;
     api.delete("kept", &DeleteParams::default()).await.unwrap();
     wait_until(&api, "kept", "is deleted", |cr| cr.is_none()).await;
     assert!(sim_services(&origin).await.iter().any(|s| s["name"] == "kept"), "Orphan must leave the remote object");
