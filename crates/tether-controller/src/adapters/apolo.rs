@@ -5,30 +5,15 @@
 
 use serde_json::{Value, json};
 use tether_api::apolo::ApoloAppObservation;
-use tether_api::{ApoloApp, ConnectionRef, DeletionPolicy, ManagedStatus, ManagementPolicy, Platform};
+use tether_api::{ApoloApp, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::apolo::{App, Client};
 
-use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
+use crate::adapter::{Adapter, Deletion, Observation};
 use crate::connection::Account;
 use kube::ResourceExt;
 
-impl ManagedResource for ApoloApp {
-    type Observation = ApoloAppObservation;
-
-    fn connection_ref(&self) -> &ConnectionRef {
-        &self.spec.managed.connection_ref
-    }
-    fn deletes_remote(&self) -> bool {
-        self.spec.managed.deletion_policy == DeletionPolicy::Delete
-    }
-    fn observe_only(&self) -> bool {
-        self.spec.managed.management_policy == ManagementPolicy::ObserveOnly
-    }
-    fn managed_status(&self) -> Option<&ManagedStatus<ApoloAppObservation>> {
-        self.status.as_ref()
-    }
-}
+managed_resource!(ApoloApp, ApoloAppObservation);
 
 /// The ApoloApp adapter.
 pub struct Apolo;

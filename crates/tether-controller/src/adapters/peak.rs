@@ -4,29 +4,14 @@
 
 use serde_json::Value;
 use tether_api::peak::PeakWebappObservation;
-use tether_api::{ConnectionRef, DeletionPolicy, ManagedStatus, ManagementPolicy, PeakWebapp, Platform};
+use tether_api::{PeakWebapp, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::peak::{Client, ImageDetails, Resources, Webapp, WebappFields};
 
-use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
+use crate::adapter::{Adapter, Deletion, Observation};
 use crate::connection::Account;
 
-impl ManagedResource for PeakWebapp {
-    type Observation = PeakWebappObservation;
-
-    fn connection_ref(&self) -> &ConnectionRef {
-        &self.spec.managed.connection_ref
-    }
-    fn deletes_remote(&self) -> bool {
-        self.spec.managed.deletion_policy == DeletionPolicy::Delete
-    }
-    fn observe_only(&self) -> bool {
-        self.spec.managed.management_policy == ManagementPolicy::ObserveOnly
-    }
-    fn managed_status(&self) -> Option<&ManagedStatus<PeakWebappObservation>> {
-        self.status.as_ref()
-    }
-}
+managed_resource!(PeakWebapp, PeakWebappObservation);
 
 /// The PeakWebapp adapter.
 pub struct Peak;

@@ -4,30 +4,15 @@
 
 use serde_json::{Map, Value};
 use tether_api::ubiops::UbiServiceObservation;
-use tether_api::{ConnectionRef, DeletionPolicy, ManagedStatus, ManagementPolicy, Platform, UbiService};
+use tether_api::{Platform, UbiService};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::ubiops::{Client, Service, ServiceFields};
 
 use super::spec_fields;
-use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
+use crate::adapter::{Adapter, Deletion, Observation};
 use crate::connection::Account;
 
-impl ManagedResource for UbiService {
-    type Observation = UbiServiceObservation;
-
-    fn connection_ref(&self) -> &ConnectionRef {
-        &self.spec.managed.connection_ref
-    }
-    fn deletes_remote(&self) -> bool {
-        self.spec.managed.deletion_policy == DeletionPolicy::Delete
-    }
-    fn observe_only(&self) -> bool {
-        self.spec.managed.management_policy == ManagementPolicy::ObserveOnly
-    }
-    fn managed_status(&self) -> Option<&ManagedStatus<UbiServiceObservation>> {
-        self.status.as_ref()
-    }
-}
+managed_resource!(UbiService, UbiServiceObservation);
 
 /// The UbiService adapter.
 pub struct UbiOps;
