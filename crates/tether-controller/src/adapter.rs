@@ -38,6 +38,8 @@ pub trait ManagedResource:
     fn observe_only(&self) -> bool;
     /// The current status.
     fn managed_status(&self) -> Option<&ManagedStatus<Self::Observation>>;
+    /// The Secret (in the resource's namespace) to write the remote object's outputs to, if any.
+    fn outputs_secret(&self) -> Option<&str>;
 }
 
 /// What `observe` found.
@@ -55,6 +57,8 @@ pub enum Observation<O> {
         ready: Result<(), (&'static str, String)>,
         /// What the status records of it.
         at_provider: O,
+        /// Endpoints, URLs and other outputs for the `writeOutputsTo` Secret, by key.
+        outputs: std::collections::BTreeMap<String, String>,
     },
 }
 

@@ -197,6 +197,9 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
         ensure_finalizer(cr, ctx).await?;
     }
     let observed = A::observe(&client, cr).await.map_err(Error::platform("observe"))?;
+    if let (Observation::Present { outputs, .. }, Some(secret)) = (&observed, cr.outputs_secret()) {
+        write_outputs(cr, ctx, secret, outputs).await?;
+    }
     let (outcome, external_id, at_provider, action) = match observed {
         Observation::Absent if cr.observe_only() => {
             let message = "ObserveOnly: no remote object matches this resource".to_string();
@@ -295,6 +298,43 @@ async fn patch_finalizers<K: ManagedResource>(
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": cr.resource_version()}});
     api.patch(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Server-side applies the outputs Secret, owned by the resource (so it goes with it), unless it already
+/// holds exactly these values and the owner reference.
+async fn write_outputs<K: ManagedResource>(
+    cr: &K,
+    ctx: &Context<impl Adapter<Resource = K>>,
+    name: &str,
+    outputs: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+    let owner = cr.controller_owner_ref(&()).ok_or_else(|| Error::InvalidSpec("resource without a uid".into()))?;
+    let data: std::collections::BTreeMap<String, ByteString> =
+        outputs.iter().map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes()))).collect();
+    if let Some(existing) = api.get_opt(name).await? {
+        let owned = existing.metadata.owner_references.iter().flatten().any(|o| o.uid == owner.uid);
+        if !owned
+            && existing.metadata.managed_fields.iter().flatten().all(|m| m.manager.as_deref() != Some(FIELD_MANAGER))
+        {
+            return Err(Error::InvalidSpec(format!(
+                "Secret {name} exists and is not Tether's: choose another writeOutputsTo"
+            )));
+        }
+        if owned && existing.data.as_ref().unwrap_or(&Default::default()) == &data {
+            return Ok(());
+        }
+    }
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "ownerReferences": [owner]},
+        "type": "Opaque",
+        "data": data,
+    });
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await?;
     Ok(())
 }
 

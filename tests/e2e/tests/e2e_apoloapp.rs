@@ -28,7 +28,7 @@ async fn install_reconfigure_upgrade_and_uninstall_by_marker() {
 
     let api: Api<ApoloApp> = Api::namespaced(client.clone(), &ns.name);
     let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "ApoloApp", "metadata": {"name": "db"},
-        "spec": {"connectionRef": {"name": "apolo"}, "cluster": "default", "org": "superorg", "project": "test3",
+        "spec": {"connectionRef": {"name": "apolo"}, "writeOutputsTo": "db-outputs", "cluster": "default", "org": "superorg", "project": "test3",
                  "templateName": "postgres", "templateVersion": "v1.0.0", "displayName": "Feature store",
                  "input": {"preset": "cpu-small", "storage_gb": 20}}});
     let created = api.create(&PostParams::default(), &serde_json::from_value(cr).unwrap()).await.unwrap();
@@ -41,6 +41,16 @@ async fn install_reconfigure_upgrade_and_uninstall_by_marker() {
     assert_eq!(installed.len(), 1, "exactly one app installed");
     assert_eq!(installed[0]["display_name"], format!("Feature store [tether:{uid}]"));
     assert_eq!(status.external_id.as_deref(), installed[0]["id"].as_str());
+
+    // The app's outputs land in the Secret the resource owns.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns.name);
+    let outputs = wait_until(&secrets, "db-outputs", "outputs written", |s| {
+        s.and_then(|s| s.data.as_ref()).is_some_and(|d| d.contains_key("admin_password"))
+    })
+    .await
+    .unwrap();
+    let data = outputs.data.unwrap();
+    assert!(data.contains_key("instance_url") && data.contains_key("endpoint"), "{:?}", data.keys());
 
     // Input change and upgrade: configure, a new revision, Ready again at generation 2.
     api.patch(

@@ -37,7 +37,7 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
 
     let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
     let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService", "metadata": {"name": "scoring"},
-        "spec": {"connectionRef": {"name": "ubiops"}, "project": "proj", "name": "scoring", "deployment": "dep-1",
+        "spec": {"connectionRef": {"name": "ubiops"}, "writeOutputsTo": "scoring-endpoint", "project": "proj", "name": "scoring", "deployment": "dep-1",
                  "port": 8080, "labels": {"team": "risk"}, "description": "scoring"}});
     api.create(&PostParams::default(), &serde_json::from_value(cr).unwrap()).await.unwrap();
 
@@ -51,6 +51,13 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
     let remote = sim_services(&origin).await;
     assert_eq!(remote.len(), 1);
     assert_eq!((remote[0]["port"].as_i64(), remote[0]["id"].as_str()), (Some(8080), status.external_id.as_deref()));
+
+    // The endpoint is written to the outputs Secret, which the resource owns.
+    let outputs = wait_until(&secrets, "scoring-endpoint", "outputs written", |s| s.is_some()).await.unwrap();
+    let endpoint = outputs.data.unwrap_or_default().get("endpoint").map(|b| String::from_utf8(b.0.clone()).unwrap());
+    assert_eq!(endpoint.as_deref(), remote[0]["endpoint"].as_str());
+    let owners = outputs.metadata.owner_references.unwrap_or_default();
+    assert_eq!(owners.iter().map(|o| o.uid.as_str()).collect::<Vec<_>>(), [created.metadata.uid.as_deref().unwrap()]);
 
     // Spec change: the remote follows, observedGeneration follows.
     api.patch("scoring", &PatchParams::default(), &Patch::Merge(json!({"spec": {"port": 9090}}))).await.unwrap();
@@ -79,9 +86,12 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
     wait_until(&api, "scoring", "settles", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = api.get("scoring").await.unwrap().metadata.resource_version;
+    let secret_before = secrets.get("scoring-endpoint").await.unwrap().metadata.resource_version;
     let patches = sim_counter(&origin, "PATCH /v2.1/projects/{project_name}/services/{service_name}").await;
     tokio::time::sleep(Duration::from_millis(3300)).await;
     assert_eq!(api.get("scoring").await.unwrap().metadata.resource_version, before, "a no-op reconcile wrote");
+    let secret_after = secrets.get("scoring-endpoint").await.unwrap().metadata.resource_version;
+    assert_eq!(secret_after, secret_before, "a no-op reconcile rewrote the outputs Secret");
     assert_eq!(sim_counter(&origin, "PATCH /v2.1/projects/{project_name}/services/{service_name}").await, patches);
     assert!(sim_counter(&origin, "GET /v2.1/projects/{project_name}/services/{service_name}").await > 0);
 

@@ -112,7 +112,18 @@ impl Adapter for Apolo {
             created_at: text("created_at"),
             updated_at: text("updated_at"),
         };
-        Ok(Observation::Present { external_id: app.id.clone(), up_to_date, ready, at_provider })
+        // Outputs exist once the app has been healthy; each value is written as text (JSON for non-strings).
+        let mut outputs: std::collections::BTreeMap<String, String> = match client.output(&app.id).await {
+            Ok(values) => {
+                values.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+            }
+            Err(PlatformError::NotFound(_)) => Default::default(),
+            Err(e) => return Err(e),
+        };
+        if let Some(url) = app.endpoints.first() {
+            outputs.insert("endpoint".into(), url.clone());
+        }
+        Ok(Observation::Present { external_id: app.id.clone(), up_to_date, ready, at_provider, outputs })
     }
 
     async fn create(client: &Client, cr: &ApoloApp) -> Result<String, PlatformError> {

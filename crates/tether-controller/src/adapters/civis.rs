@@ -32,6 +32,9 @@ impl ManagedResource for CivisService {
     fn managed_status(&self) -> Option<&ManagedStatus<CivisServiceObservation>> {
         self.status.as_ref()
     }
+    fn outputs_secret(&self) -> Option<&str> {
+        self.spec.managed.write_outputs_to.as_deref()
+    }
 }
 
 /// The CivisService adapter.
@@ -186,7 +189,8 @@ impl Adapter for Civis {
             created_at: text("createdAt"),
             updated_at: text("updatedAt"),
         };
-        Ok(Observation::Present { external_id: service.id.to_string(), up_to_date, ready, at_provider })
+        let outputs = service.current_url.iter().map(|url| ("url".to_string(), url.clone())).collect();
+        Ok(Observation::Present { external_id: service.id.to_string(), up_to_date, ready, at_provider, outputs })
     }
 
     async fn create(client: &Client, cr: &CivisService) -> Result<String, PlatformError> {

@@ -19,6 +19,9 @@ macro_rules! managed_resource {
             fn managed_status(&self) -> Option<&tether_api::ManagedStatus<$observation>> {
                 self.status.as_ref()
             }
+            fn outputs_secret(&self) -> Option<&str> {
+                self.spec.managed.write_outputs_to.as_deref()
+            }
         }
     };
 }

@@ -97,7 +97,8 @@ impl Adapter for Peak {
             updated_at: text("updatedAt"),
             updated_by: text("updatedBy"),
         };
-        Ok(Observation::Present { external_id: remote.id.clone(), up_to_date, ready, at_provider })
+        let outputs = remote.application_url.iter().map(|url| ("applicationUrl".to_string(), url.clone())).collect();
+        Ok(Observation::Present { external_id: remote.id.clone(), up_to_date, ready, at_provider, outputs })
     }
 
     async fn create(client: &Client, cr: &PeakWebapp) -> Result<String, PlatformError> {

@@ -78,7 +78,8 @@ impl Adapter for UbiOps {
             time_updated: remote.time_updated.clone(),
         };
         let external_id = remote.id.clone().unwrap_or_else(|| format!("{}/{}", spec.project, spec.name));
-        Ok(Observation::Present { external_id, up_to_date, ready, at_provider })
+        let outputs = remote.endpoint.iter().map(|url| ("endpoint".to_string(), url.clone())).collect();
+        Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
     }
 
     async fn create(client: &Client, cr: &UbiService) -> Result<String, PlatformError> {
