@@ -3,7 +3,7 @@
 //! client with four verbs ([`adapter::Adapter`]).
 //!
 //! Kinds driven so far: UbiService, PeakWebapp, ApoloApp, CivisService. Still to come: AppService (Iguazio's
-//! shared manifest), Events, metrics, Civis tokens and the Connection/Secret watches.
+//! shared manifest), metrics, Civis tokens and the Connection/Secret watches.
 
 pub mod adapter;
 pub mod adapters;

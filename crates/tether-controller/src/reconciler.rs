@@ -10,6 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -56,6 +57,8 @@ impl Default for Config {
 pub struct Context<A: Adapter> {
     /// The Kubernetes client.
     pub client: kube::Client,
+    /// Publishes Kubernetes Events about the resources.
+    recorder: Recorder,
     /// Timing.
     pub config: Config,
     clients: Mutex<HashMap<String, Arc<A::Client>>>,
@@ -65,7 +68,23 @@ pub struct Context<A: Adapter> {
 impl<A: Adapter> Context<A> {
     /// A context for one kind.
     pub fn new(client: kube::Client, config: Config) -> Arc<Self> {
-        Arc::new(Self { client, config, clients: Mutex::default(), failures: Mutex::default() })
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Arc::new(Self { client, config, recorder, clients: Mutex::default(), failures: Mutex::default() })
+    }
+
+    /// Publishes an Event about `cr`; a failure to publish is logged, never fatal.
+    async fn event(&self, cr: &A::Resource, warning: bool, reason: &str, action: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &cr.object_ref(&())).await {
+            tracing::debug!(%error, "could not publish an Event");
+        }
     }
 
     async fn platform_client(&self, cr: &A::Resource) -> Result<Arc<A::Client>> {
@@ -128,6 +147,13 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         }
         Err(error) => {
             tracing::warn!(%error, reason = error.reason(), "reconcile failed");
+            let synced_before = cr
+                .managed_status()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::SYNCED))
+                .map(|c| c.reason.clone());
+            if synced_before.as_deref() != Some(error.reason()) {
+                ctx.event(&cr, true, error.reason(), "Reconcile", error.to_string()).await;
+            }
             let previous_ready = cr
                 .managed_status()
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::READY))
@@ -208,11 +234,13 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
         Observation::Absent => {
             let id = A::create(&client, cr).await.map_err(Error::platform("create"))?;
             tracing::info!(external_id = %id, "created the remote object");
+            ctx.event(cr, false, "Created", "Create", format!("created {id} on {:?}", A::PLATFORM)).await;
             (not_ready(reasons::CREATING, "creating the remote object".into(), true), Some(id), None, converge)
         }
         Observation::Present { external_id, up_to_date: false, at_provider, .. } if !cr.observe_only() => {
             A::update(&client, cr, &external_id).await.map_err(Error::platform("update"))?;
             tracing::info!(%external_id, "updated the remote object");
+            ctx.event(cr, false, "Updated", "Update", format!("applied the spec to {external_id}")).await;
             let outcome = not_ready(reasons::UPDATING, "applying the spec to the remote object".into(), true);
             (outcome, Some(external_id), Some(at_provider), converge)
         }
@@ -272,6 +300,7 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
                 ));
             }
             tracing::info!(%external_id, "deleted the remote object");
+            ctx.event(cr, false, "Deleted", "Delete", format!("deleted {external_id}")).await;
         }
     }
     let remaining: Vec<String> = cr.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();

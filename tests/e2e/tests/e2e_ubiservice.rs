@@ -11,6 +11,17 @@ use tether_e2e::{condition, connect, is_ready, spawn_controller, wait_until};
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::TestNamespace;
 
+/// `(type, reason)` of the Events about the resource named `name`.
+async fn events(client: &kube::Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&Default::default()).await.expect("list events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .collect()
+}
+
 async fn sim_services(origin: &str) -> Vec<Value> {
     let state: Value = reqwest::get(format!("{origin}/_sim/state")).await.unwrap().json().await.unwrap();
     state["projects"]["proj"]["services"].as_array().cloned().unwrap_or_default()
@@ -51,6 +62,8 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
     let remote = sim_services(&origin).await;
     assert_eq!(remote.len(), 1);
     assert_eq!((remote[0]["port"].as_i64(), remote[0]["id"].as_str()), (Some(8080), status.external_id.as_deref()));
+
+    assert!(events(&client, &ns.name, "scoring").await.contains(&("Normal".into(), "Created".into())));
 
     // The endpoint is written to the outputs Secret, which the resource owns.
     let outputs = wait_until(&secrets, "scoring-endpoint", "outputs written", |s| s.is_some()).await.unwrap();
@@ -105,6 +118,8 @@ async fn create_update_drift_steady_state_bad_credentials_and_delete() {
             .is_some_and(|(s, r, _)| s == "False" && r == "Unauthorized")
     })
     .await;
+    let warnings = events(&client, &ns.name, "scoring").await;
+    assert!(warnings.contains(&("Warning".into(), "Unauthorized".into())), "{warnings:?}");
     secrets
         .patch("ubiops", &PatchParams::default(), &Patch::Merge(json!({"stringData": {"token": "test-token"}})))
         .await
