@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// What went wrong talking to a platform.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The object does not exist (HTTP 404).
     #[error("not found: {0}")]

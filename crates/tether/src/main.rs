@@ -30,7 +30,7 @@ enum Command {
     /// `<origin>/_sim/{counters,faults,reset,state,seed,fail}`.
     Sim(SimArgs),
     /// Run the operator: reconcile the Tether resources of the cluster (kubeconfig from $KUBECONFIG or
-    /// in-cluster) until SIGTERM or SIGINT. Kinds reconciled so far: UbiService, PeakWebapp, ApoloApp, CivisService.
+    /// in-cluster) until SIGTERM or SIGINT: AppService, CivisService, ApoloApp, UbiService and PeakWebapp.
     Run(RunArgs),
 }
 
@@ -153,12 +153,16 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    tether_controller::run::<tether_controller::adapters::ubiops::UbiOps>(
-        client,
-        args.namespace.as_deref(),
-        config,
-        shutdown,
-    )
-    .await;
+    use futures::FutureExt as _;
+    use tether_controller::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
+    let shutdown = shutdown.boxed().shared();
+    let ns = args.namespace.as_deref();
+    tokio::join!(
+        tether_controller::run::<Iguazio>(client.clone(), ns, config.clone(), shutdown.clone()),
+        tether_controller::run::<Civis>(client.clone(), ns, config.clone(), shutdown.clone()),
+        tether_controller::run::<Apolo>(client.clone(), ns, config.clone(), shutdown.clone()),
+        tether_controller::run::<UbiOps>(client.clone(), ns, config.clone(), shutdown.clone()),
+        tether_controller::run::<Peak>(client, ns, config, shutdown),
+    );
     Ok(())
 }

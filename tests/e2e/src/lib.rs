@@ -96,13 +96,29 @@ pub fn is_ready<O>(status: Option<&tether_api::ManagedStatus<O>>) -> bool {
 /// Creates, in `ns`, a Secret named after the platform holding `value` under the key `credential`, and a
 /// Connection of the same name for `platform` at `endpoint` whose credential `credential` reads it.
 pub async fn connect(client: &Client, ns: &str, platform: &str, endpoint: &str, credential: &str, value: &str) {
+    connect_with(client, ns, platform, endpoint, &[(credential, value)]).await;
+}
+
+/// [`connect`] with several credentials, each under its own key of the one Secret.
+pub async fn connect_with(client: &Client, ns: &str, platform: &str, endpoint: &str, credentials: &[(&str, &str)]) {
+    let data: serde_json::Map<String, serde_json::Value> =
+        credentials.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+    let selectors: serde_json::Map<String, serde_json::Value> =
+        credentials.iter().map(|(k, _)| (k.to_string(), serde_json::json!({"name": platform, "key": k}))).collect();
     let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": platform},
-        "stringData": {credential: value}});
+        "stringData": data});
     create(client, ns, &secret, false).await.expect("Secret created");
     let connection = serde_json::json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection",
         "metadata": {"name": platform},
-        "spec": {"platform": platform, "endpoint": endpoint, "credentials": {credential: {"name": platform, "key": credential}}}});
+        "spec": {"platform": platform, "endpoint": endpoint, "credentials": selectors}});
     create(client, ns, &connection, false).await.expect("Connection created");
+}
+
+/// Reads a counter of a simulator's control API (`<origin>/_sim/counters`), e.g. `PUT /api/app_services_manifests`.
+pub async fn sim_counter(origin: &str, key: &str) -> u64 {
+    let counters: serde_json::Value =
+        reqwest::get(format!("{origin}/_sim/counters")).await.expect("counters").json().await.expect("json");
+    counters[key].as_u64().unwrap_or(0)
 }
 
 /// Runs the controller of adapter `A` over namespace `ns` with test timing (1 s drift period, 100 ms while

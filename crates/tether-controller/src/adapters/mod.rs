@@ -28,6 +28,7 @@ macro_rules! managed_resource {
 
 pub mod apolo;
 pub mod civis;
+pub mod iguazio;
 mod keys;
 pub mod peak;
 pub mod ubiops;

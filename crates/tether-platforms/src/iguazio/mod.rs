@@ -13,6 +13,9 @@ use serde_json::{Map, Value, json};
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
 
+mod writer;
+pub use writer::{Change, ManifestWriter, RESTART_TOKEN, WriterTiming};
+
 /// The tenant's app-services manifest: every attribute as the platform sent it (a write sends them all
 /// back, so nothing may be dropped), with the services as a typed list.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +44,16 @@ impl AppService {
     /// `spec.name`.
     pub fn name(&self) -> &str {
         self.spec.get("name").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// The restart request last acted on (`meta.annotations["tether.dev/restart"]`).
+    pub fn restart_token(&self) -> Option<&str> {
+        self.meta.as_ref()?.get("annotations")?.get(RESTART_TOKEN)?.as_str()
+    }
+
+    /// `meta.labels`.
+    pub fn labels(&self) -> Option<&Map<String, Value>> {
+        self.meta.as_ref()?.get("labels")?.as_object()
     }
 
     /// `status.state`, e.g. ready, provisioning, error.

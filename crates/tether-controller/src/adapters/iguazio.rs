@@ -1,0 +1,229 @@
+//! AppService ↔ one entry of the Iguazio tenant's app-services manifest. The natural key is the service
+//! name (unique per tenant), so a lost write is found again by name. All writes of a connection go through
+//! one [`ManifestWriter`], which serialises them, re-reads before each, and folds concurrent changes into
+//! one PUT. Fields the spec leaves unset are not managed: they keep the platform's value.
+//!
+//! Restart is the annotation `tether.dev/restart` (any new value, e.g. a timestamp, restarts once); disable,
+//! enable and scale-from-zero are `desiredState`.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use serde_json::{Map, Value, json};
+use tether_api::iguazio::{AppServiceObservation, ServiceUrl};
+use tether_api::{AppService, Platform};
+use tether_platforms::Error as PlatformError;
+use tether_platforms::iguazio::{self as igz, Change, Client, ManifestWriter, WriterTiming};
+
+use super::spec_fields;
+use crate::adapter::{Adapter, Deletion, Observation};
+use crate::connection::Account;
+
+managed_resource!(AppService, AppServiceObservation);
+
+/// Annotation: a new value restarts the service once.
+pub const RESTART: &str = igz::RESTART_TOKEN;
+
+/// The AppService adapter.
+pub struct Iguazio;
+
+/// The spec fields and labels the resource declares, in the platform's names and shapes.
+fn desired(cr: &AppService) -> (Map<String, Value>, Option<Map<String, Value>>) {
+    let spec = &cr.spec;
+    let mut fields = spec_fields(spec, &["labels", "serviceConfig", "advanced"], &["pvc"]);
+    if let Some(config) = &spec.service_config {
+        fields.insert(spec.kind.clone(), config.clone());
+    }
+    if let Some(advanced) = &spec.advanced {
+        let mut platform = Map::new();
+        if let Some(selector) = &advanced.node_selector {
+            let entries: Vec<Value> = selector.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+            platform.insert("node_selector".into(), json!({ "entries": entries }));
+        }
+        if let Some(class) = advanced.priority_class_name {
+            platform.insert("priority_class_name".into(), serde_json::to_value(class).unwrap_or_default());
+        }
+        fields.insert("advanced".into(), Value::Object(platform));
+    }
+    let labels = spec.labels.as_ref().map(|l| l.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect());
+    (fields, labels)
+}
+
+/// What differs between the declaration and the remote entry, by field name.
+fn differences(cr: &AppService, remote: &igz::AppService) -> Vec<String> {
+    let (fields, labels) = desired(cr);
+    let idle_by_design =
+        cr.spec.scale_to_zero.as_ref().is_some_and(|s| s.mode == tether_api::iguazio::ScaleToZeroMode::Enabled);
+    let mut differing: Vec<String> = fields
+        .iter()
+        .filter(|(k, v)| remote.spec.get(*k) != Some(*v))
+        // Scaled to zero by the platform while idle is what scale-to-zero asked for, not drift.
+        .filter(|(k, v)| {
+            !(*k == "desired_state" && *v == "ready" && idle_by_design && remote.state() == Some("scaledToZero"))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    if labels.is_some_and(|l| Some(&l) != remote.labels()) {
+        differing.push("labels".into());
+    }
+    if let Some(token) = cr.annotations().get(RESTART)
+        && remote.restart_token() != Some(token.as_str())
+    {
+        differing.push(format!("restart ({RESTART}={token})"));
+    }
+    differing
+}
+
+fn upsert(cr: &AppService) -> Change {
+    let (spec, labels) = desired(cr);
+    Change::Upsert { spec, labels, restart_token: cr.annotations().get(RESTART).cloned() }
+}
+
+/// The state the declaration asks for, as the platform names it.
+fn target_state(cr: &AppService) -> &'static str {
+    use tether_api::iguazio::DesiredState;
+    match cr.spec.desired_state {
+        Some(DesiredState::Disabled) => "disabled",
+        Some(DesiredState::ScaledToZero) => "scaledToZero",
+        Some(DesiredState::Ready) | None => "ready",
+    }
+}
+
+fn urls(status: Option<&Map<String, Value>>, key: &str) -> Vec<ServiceUrl> {
+    let list = status.and_then(|s| s.get(key)).cloned().unwrap_or(Value::Null);
+    serde_json::from_value(list).unwrap_or_default()
+}
+
+fn text(status: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+    status?.get(key)?.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+impl Adapter for Iguazio {
+    type Resource = AppService;
+    type Client = ManifestWriter;
+    const PLATFORM: Platform = Platform::Iguazio;
+
+    fn connect(account: &Account) -> Result<ManifestWriter, PlatformError> {
+        let client = Client::new(
+            account.http.clone(),
+            account.credential("username")?.expose(),
+            account.credential("accessKey")?,
+        )?;
+        Ok(ManifestWriter::new(client, WriterTiming::default()))
+    }
+
+    async fn observe(
+        writer: &ManifestWriter,
+        cr: &AppService,
+    ) -> Result<Observation<AppServiceObservation>, PlatformError> {
+        let manifest = writer.client().manifest().await?;
+        let Some(remote) = manifest.service(&cr.spec.name) else { return Ok(Observation::Absent) };
+        let status = remote.status.as_ref();
+        let state = remote.state().unwrap_or("unknown");
+        let target = target_state(cr);
+        let settled = matches!(state, "ready" | "disabled" | "scaledToZero" | "error");
+        let ready = if state == target || (state == "scaledToZero" && target == "ready") {
+            Ok(())
+        } else if state == "error" {
+            let why = status
+                .and_then(|s| s.get("error_info")?.get("description")?.as_str().map(str::to_string))
+                .or_else(|| text(status, "last_error"))
+                .unwrap_or_else(|| "the platform reports the service in state error".into());
+            Err(("PlatformError", why))
+        } else {
+            Err(("Unavailable", format!("app service {} is {state}, waiting for {target}", cr.spec.name)))
+        };
+        let manifest_text = |key: &str| manifest.attributes.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let at_provider = AppServiceObservation {
+            state: Some(state.to_string()),
+            urls: urls(status, "urls"),
+            api_urls: urls(status, "api_urls"),
+            internal_api_urls: urls(status, "internal_api_urls"),
+            version: text(status, "version"),
+            last_error: text(status, "last_error"),
+            // Job ids and the manifest state change with every write to the tenant, by anyone: recorded
+            // while this service converges, so settled resources are not rewritten for others' writes.
+            last_job_id: manifest_text("last_modification_job").filter(|_| !settled).map(str::to_string),
+            running_job_id: manifest.running_job().filter(|_| !settled).map(str::to_string),
+            manifest_state: manifest_text("state").filter(|_| !settled).map(str::to_string),
+        };
+        let mut outputs = BTreeMap::new();
+        for (key, list) in [
+            ("url", &at_provider.urls),
+            ("apiUrl", &at_provider.api_urls),
+            ("internalApiUrl", &at_provider.internal_api_urls),
+        ] {
+            if let Some(first) = list.first() {
+                outputs.insert(key.to_string(), first.url.clone());
+            }
+        }
+        let up_to_date = differences(cr, remote).is_empty();
+        Ok(Observation::Present { external_id: cr.spec.name.clone(), up_to_date, ready, at_provider, outputs })
+    }
+
+    async fn create(writer: &ManifestWriter, cr: &AppService) -> Result<String, PlatformError> {
+        let job = writer.submit(&cr.spec.name, upsert(cr)).await?;
+        tracing::debug!(%job, "manifest apply started");
+        Ok(cr.spec.name.clone())
+    }
+
+    async fn update(writer: &ManifestWriter, cr: &AppService, _external_id: &str) -> Result<(), PlatformError> {
+        let job = writer.submit(&cr.spec.name, upsert(cr)).await?;
+        tracing::debug!(%job, "manifest apply started");
+        Ok(())
+    }
+
+    async fn delete(writer: &ManifestWriter, cr: &AppService, _external_id: &str) -> Result<Deletion, PlatformError> {
+        // The entry leaves the manifest with the PUT; the next observe sees it gone.
+        writer.submit(&cr.spec.name, Change::Remove).await?;
+        Ok(Deletion::InProgress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(spec: Value) -> AppService {
+        let mut spec = spec;
+        spec["connectionRef"] = json!({"name": "igz"});
+        serde_json::from_value(json!({"apiVersion": "tether.dev/v1alpha1", "kind": "AppService",
+            "metadata": {"name": "x", "namespace": "ns"}, "spec": spec}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_spec_becomes_the_platforms_fields() {
+        let cr = resource(json!({"name": "nb", "kind": "jupyter", "serviceConfig": {"image_name": "jupyter-all"},
+            "minReplicas": 1, "advanced": {"nodeSelector": {"nodeType": "gpu"}, "priorityClassName": "igz-workload-high"},
+            "pvc": {"mounts": {"myVolume": [{"mountPath": "/data"}]}}, "labels": {"team": "data"}}));
+        let (fields, labels) = desired(&cr);
+        assert_eq!(
+            Value::Object(fields),
+            json!({"name": "nb", "kind": "jupyter", "jupyter": {"image_name": "jupyter-all"}, "min_replicas": 1,
+                   "advanced": {"node_selector": {"entries": [{"key": "nodeType", "value": "gpu"}]},
+                                "priority_class_name": "igz-workload-high"},
+                   "pvc": {"mounts": {"myVolume": [{"mountPath": "/data"}]}}})
+        );
+        assert_eq!(labels.map(Value::Object), Some(json!({"team": "data"})));
+    }
+
+    #[test]
+    fn unmanaged_fields_and_idle_scale_to_zero_are_not_drift() {
+        let cr = resource(json!({"name": "nb", "kind": "shell", "desiredState": "ready",
+            "scaleToZero": {"mode": "enabled", "scaleResources": [{"metricName": "num_of_requests", "windowSize": "1h"}]}}));
+        let (fields, _) = desired(&cr);
+        let mut remote_spec = fields.clone();
+        remote_spec.insert("target_cpu".into(), json!(75));
+        remote_spec.insert("desired_state".into(), json!("scaledToZero"));
+        let remote = igz::AppService {
+            spec: remote_spec,
+            meta: None,
+            status: Some(json!({"state": "scaledToZero"}).as_object().cloned().unwrap()),
+        };
+        assert!(differences(&cr, &remote).is_empty(), "{:?}", differences(&cr, &remote));
+        let mut restarted = cr.clone();
+        restarted.annotations_mut().insert(RESTART.into(), "2026-11-23T10:00:00Z".into());
+        assert_eq!(differences(&restarted, &remote).len(), 1);
+    }
+}
