@@ -34,16 +34,45 @@ impl Account {
     }
 }
 
+/// An object a resource's account is read from: a change to it (a fixed key, a Connection created late)
+/// reconciles the resource again at once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Dependency {
+    /// A namespaced Connection.
+    Connection {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// A ClusterConnection.
+    ClusterConnection {
+        /// Its name.
+        name: String,
+    },
+    /// A credential Secret.
+    Secret {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
 /// Finds the connection `reference` names for a resource in `namespace`, checks it is for `platform` and
-/// allowed here, and reads its credentials.
+/// allowed here, and reads its credentials. Every object it reads, or looks for and misses, is pushed to
+/// `dependencies`, also when it fails.
 pub async fn resolve(
     client: &Client,
     namespace: &str,
     reference: &ConnectionRef,
     platform: Platform,
+    dependencies: &mut Vec<Dependency>,
 ) -> Result<Account> {
     let (settings, secret_namespace, identity) = match reference.kind.unwrap_or_default() {
         ConnectionKind::Connection => {
+            dependencies
+                .push(Dependency::Connection { namespace: namespace.to_string(), name: reference.name.clone() });
             let api: Api<Connection> = Api::namespaced(client.clone(), namespace);
             let conn = api
                 .get_opt(&reference.name)
@@ -53,6 +82,7 @@ pub async fn resolve(
             (conn.spec.settings, Some(namespace.to_string()), format!("Connection/{namespace}/{}@{rv}", reference.name))
         }
         ConnectionKind::ClusterConnection => {
+            dependencies.push(Dependency::ClusterConnection { name: reference.name.clone() });
             let api: Api<ClusterConnection> = Api::all(client.clone());
             let conn = api
                 .get_opt(&reference.name)
@@ -75,7 +105,8 @@ pub async fn resolve(
             reference.name, settings.platform
         )));
     }
-    let (credentials, versions) = read_credentials(client, &settings.credentials, secret_namespace.as_deref()).await?;
+    let (credentials, versions) =
+        read_credentials(client, &settings.credentials, secret_namespace.as_deref(), dependencies).await?;
     Ok(Account { http: http_config(&settings)?, credentials, fingerprint: format!("{identity} {versions}") })
 }
 
@@ -100,6 +131,7 @@ async fn read_credentials(
     client: &Client,
     credentials: &Credentials,
     connection_namespace: Option<&str>,
+    dependencies: &mut Vec<Dependency>,
 ) -> Result<(BTreeMap<&'static str, Secret>, String)> {
     let wanted: [(&'static str, &Option<SecretKeySelector>); 4] = [
         ("username", &credentials.username),
@@ -114,6 +146,7 @@ async fn read_credentials(
         let namespace = connection_namespace
             .or(selector.namespace.as_deref())
             .ok_or_else(|| Error::Connection(format!("credential {name} names no Secret namespace")))?;
+        dependencies.push(Dependency::Secret { namespace: namespace.to_string(), name: selector.name.clone() });
         let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
         let secret = api
             .get_opt(&selector.name)

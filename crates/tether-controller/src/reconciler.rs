@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -18,9 +19,11 @@ use serde_json::json;
 use tether_platforms::Error as PlatformError;
 
 use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
-use crate::connection;
+use crate::connection::{self, Dependency};
 use crate::error::{Error, Result};
 use crate::status::{self, Outcome, reasons};
+use k8s_openapi::api::core::v1::Secret;
+use tether_api::connection::{ClusterConnection, Connection};
 
 /// The finalizer that holds a resource until its remote object is dealt with.
 pub const FINALIZER: &str = "tether.dev/finalizer";
@@ -38,6 +41,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// How soon a converging resource (creating, updating, deleting) is looked at again.
     pub converge_interval: Duration,
+    /// Wait before the first retry after a failure; it doubles with each further failure.
+    pub backoff: Duration,
     /// Longest per-object backoff after failures.
     pub max_backoff: Duration,
 }
@@ -47,6 +52,7 @@ impl Default for Config {
         Self {
             poll_interval: Duration::from_secs(600),
             converge_interval: Duration::from_secs(2),
+            backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
         }
     }
@@ -63,6 +69,16 @@ pub struct Context<A: Adapter> {
     pub config: Config,
     clients: Mutex<HashMap<String, Arc<A::Client>>>,
     failures: Mutex<HashMap<ObjectRef<A::Resource>, u32>>,
+    dependencies: Dependencies<A::Resource>,
+}
+
+/// Which Connections, ClusterConnections and Secrets each resource's account was last read from.
+type Dependencies<K> = Arc<Mutex<HashMap<ObjectRef<K>, Vec<Dependency>>>>;
+
+/// The resources whose account was read from `dependency`.
+fn dependents<K: ManagedResource>(index: &Dependencies<K>, dependency: &Dependency) -> Vec<ObjectRef<K>> {
+    let index = index.lock().unwrap_or_else(|p| p.into_inner());
+    index.iter().filter(|(_, deps)| deps.contains(dependency)).map(|(r, _)| r.clone()).collect()
 }
 
 impl<A: Adapter> Context<A> {
@@ -70,7 +86,14 @@ impl<A: Adapter> Context<A> {
     pub fn new(client: kube::Client, config: Config) -> Arc<Self> {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
-        Arc::new(Self { client, config, recorder, clients: Mutex::default(), failures: Mutex::default() })
+        Arc::new(Self {
+            client,
+            config,
+            recorder,
+            clients: Mutex::default(),
+            failures: Mutex::default(),
+            dependencies: Arc::default(),
+        })
     }
 
     /// Publishes an Event about `cr`; a failure to publish is logged, never fatal.
@@ -89,7 +112,11 @@ impl<A: Adapter> Context<A> {
 
     async fn platform_client(&self, cr: &A::Resource) -> Result<Arc<A::Client>> {
         let namespace = cr.namespace().unwrap_or_default();
-        let account = connection::resolve(&self.client, &namespace, cr.connection_ref(), A::PLATFORM).await?;
+        let mut dependencies = Vec::new();
+        let account =
+            connection::resolve(&self.client, &namespace, cr.connection_ref(), A::PLATFORM, &mut dependencies).await;
+        self.dependencies.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), dependencies);
+        let account = account?;
         let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = cache.get(&account.fingerprint) {
             return Ok(client.clone());
@@ -111,8 +138,31 @@ pub async fn run<A: Adapter>(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let context = Context::<A>::new(client, config);
+    let context = Context::<A>::new(client.clone(), config);
+    // A fixed Secret or a Connection that appears reconciles the resources that read it, without waiting
+    // for their backoff. Secrets are watched by metadata only: their data never reaches this process here.
+    let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let connections: Api<Connection> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (by_secret, by_connection, by_cluster_connection) =
+        (context.dependencies.clone(), context.dependencies.clone(), context.dependencies.clone());
     Controller::new(api, watcher::Config::default())
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+            dependents(&by_secret, &Dependency::Secret { namespace, name })
+        })
+        .watches(connections, watcher::Config::default(), move |conn| {
+            let (namespace, name) = (conn.namespace().unwrap_or_default(), conn.name_any());
+            dependents(&by_connection, &Dependency::Connection { namespace, name })
+        })
+        .watches(Api::<ClusterConnection>::all(client), watcher::Config::default(), move |conn| {
+            dependents(&by_cluster_connection, &Dependency::ClusterConnection { name: conn.name_any() })
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<A>, error_policy::<A>, context)
         .for_each(|result| async move {
@@ -190,7 +240,7 @@ pub fn error_policy<A: Adapter>(cr: Arc<A::Resource>, error: &Error, ctx: Arc<Co
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     let count = failures.entry(ObjectRef::from_obj(cr.as_ref())).or_default();
     *count = count.saturating_add(1);
-    let backoff = Duration::from_secs(1).saturating_mul(1 << (*count - 1).min(16)).min(ctx.config.max_backoff);
+    let backoff = ctx.config.backoff.saturating_mul(1 << (*count - 1).min(16)).min(ctx.config.max_backoff);
     Action::requeue(jitter(backoff))
 }
 
@@ -305,6 +355,7 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
     }
     let remaining: Vec<String> = cr.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     patch_finalizers(cr, ctx, remaining).await?;
+    ctx.dependencies.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(cr));
     Ok(Step::Done(Action::await_change()))
 }
 

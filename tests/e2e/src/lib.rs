@@ -121,17 +121,31 @@ pub async fn sim_counter(origin: &str, key: &str) -> u64 {
     counters[key].as_u64().unwrap_or(0)
 }
 
-/// Runs the controller of adapter `A` over namespace `ns` with test timing (1 s drift period, 100 ms while
-/// converging) until the returned handle is aborted.
+/// The loop timing of the tests: 1 s drift period, 100 ms while converging, backoff 0.5 s to 2 s.
+pub fn test_config() -> tether_controller::Config {
+    tether_controller::Config {
+        poll_interval: std::time::Duration::from_secs(1),
+        converge_interval: std::time::Duration::from_millis(100),
+        backoff: std::time::Duration::from_millis(500),
+        max_backoff: std::time::Duration::from_secs(2),
+    }
+}
+
+/// Runs the controller of adapter `A` over namespace `ns` with [`test_config`] until the returned handle is
+/// aborted.
 pub fn spawn_controller<A: tether_controller::adapter::Adapter>(
     client: &Client,
     ns: &str,
 ) -> tokio::task::JoinHandle<()> {
-    let config = tether_controller::Config {
-        poll_interval: std::time::Duration::from_secs(1),
-        converge_interval: std::time::Duration::from_millis(100),
-        max_backoff: std::time::Duration::from_secs(2),
-    };
+    spawn_controller_with::<A>(client, ns, test_config())
+}
+
+/// [`spawn_controller`] with other timing.
+pub fn spawn_controller_with<A: tether_controller::adapter::Adapter>(
+    client: &Client,
+    ns: &str,
+    config: tether_controller::Config,
+) -> tokio::task::JoinHandle<()> {
     let (client, ns) = (client.clone(), ns.to_string());
     tokio::spawn(async move { tether_controller::run::<A>(client, Some(&ns), config, std::future::pending()).await })
 }

@@ -1,0 +1,86 @@
+//! Connections and their Secrets are watched: a resource waiting on a missing Connection or a wrong key
+//! recovers as soon as they are fixed, not at its next backoff. The controller here backs off for two
+//! minutes after any failure, so only the watches can make these tests pass within their 30 s waits.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tether_api::UbiService;
+use tether_controller::adapters::ubiops::UbiOps;
+use tether_e2e::{condition, connect, create, is_ready, sim_counter, spawn_controller_with, test_config, wait_until};
+use tether_sim::{SimOptions, spawn};
+use tether_testenv::TestNamespace;
+
+fn patient() -> tether_controller::Config {
+    tether_controller::Config {
+        backoff: Duration::from_secs(120),
+        max_backoff: Duration::from_secs(120),
+        ..test_config()
+    }
+}
+
+fn service(name: &str) -> UbiService {
+    serde_json::from_value(json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService",
+        "metadata": {"name": name},
+        "spec": {"connectionRef": {"name": "ubiops"}, "project": "proj", "name": name, "deployment": "dep-1", "port": 8080}}))
+    .unwrap()
+}
+
+fn synced_reason(cr: Option<&UbiService>) -> Option<String> {
+    condition(cr?.status.as_ref(), "Synced").map(|(_, reason, _)| reason)
+}
+
+#[tokio::test]
+async fn a_connection_created_late_and_a_fixed_secret_take_effect_at_once() {
+    let ns = TestNamespace::new("conn").await;
+    let sim = spawn("ubiops", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+    let client = ns.client.clone();
+    let _controller = spawn_controller_with::<UbiOps>(&client, &ns.name, patient());
+    let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
+
+    // No Connection yet: the resource says so, and waits.
+    api.create(&PostParams::default(), &service("late")).await.unwrap();
+    wait_until(&api, "late", "reports the missing Connection", |cr| {
+        synced_reason(cr).as_deref() == Some("ConnectionNotFound")
+    })
+    .await;
+
+    // The Connection arrives, with a wrong token: the Connection watch brings Unauthorized.
+    connect(&client, &ns.name, "ubiops", &sim.url, "token", "wrong-token").await;
+    wait_until(&api, "late", "reports bad credentials", |cr| synced_reason(cr).as_deref() == Some("Unauthorized"))
+        .await;
+
+    // The key is fixed in the Secret: the Secret watch brings Ready.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let fix = json!({"stringData": {"token": "test-token"}});
+    secrets.patch("ubiops", &PatchParams::default(), &Patch::Merge(fix)).await.unwrap();
+    wait_until(&api, "late", "becomes Ready", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await;
+}
+
+#[tokio::test]
+async fn an_unrelated_secret_does_not_wake_the_resource() {
+    let ns = TestNamespace::new("conn2").await;
+    let sim = spawn("ubiops", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+    let client = ns.client.clone();
+    connect(&client, &ns.name, "ubiops", &sim.url, "token", "wrong-token").await;
+    let _controller = spawn_controller_with::<UbiOps>(&client, &ns.name, patient());
+    let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
+    api.create(&PostParams::default(), &service("waits")).await.unwrap();
+    wait_until(&api, "waits", "reports bad credentials", |cr| synced_reason(cr).as_deref() == Some("Unauthorized"))
+        .await;
+    let origin = sim.url.trim_end_matches("/v2.1").to_string();
+    const GET: &str = "GET /v2.1/projects/{project_name}/services/{service_name}";
+    // The status write of the failure wakes the resource once more (it watches itself); let that pass.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = sim_counter(&origin, GET).await;
+
+    // Another Secret changes: nothing to do with this resource, so the platform is not called again.
+    let other =
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unrelated"}, "stringData": {"k": "v"}});
+    create(&client, &ns.name, &other, false).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sim_counter(&origin, GET).await, calls, "an unrelated Secret woke the resource");
+    assert!(calls > 0);
+}
