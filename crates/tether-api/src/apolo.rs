@@ -53,7 +53,8 @@ pub struct ApoloAppSpec {
     /// Uninstall with `force=true`, skipping the platform's wait for its resources to go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_uninstall: Option<bool>,
-    /// Roll the app back to this configuration revision, once per value.
+    /// Pin the app's configuration to this earlier revision: Tether rolls back to it (a new revision with
+    /// its input) and keeps the app there, ignoring `input`, until the field is removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub rollback_to_revision: Option<i32>,
@@ -87,7 +88,7 @@ pub struct ApoloAppObservation {
     /// The current configuration revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<i32>,
-    /// The last rollback revision Tether applied, so each rollback happens once.
+    /// The revision the configuration is pinned to (`rollbackToRevision`), once the app runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_rollback: Option<i32>,
     /// When the app was installed.

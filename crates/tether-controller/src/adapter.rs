@@ -5,14 +5,16 @@
 //! The contract, as crossplane's: `observe` never writes; every verb is idempotent; a `create` that meets
 //! an existing object adopts it; `delete` of an absent object is `Ok`.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Mutex;
 
 use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tether_api::{ConnectionRef, ManagedStatus, Platform};
-use tether_platforms::Error as PlatformError;
+use tether_api::{ConnectionRef, ManagedStatus, Platform, SecretKeySelector};
+use tether_platforms::{Error as PlatformError, Secret};
 
 use crate::connection::Account;
 
@@ -40,6 +42,65 @@ pub trait ManagedResource:
     fn managed_status(&self) -> Option<&ManagedStatus<Self::Observation>>;
     /// The Secret (in the resource's namespace) to write the remote object's outputs to, if any.
     fn outputs_secret(&self) -> Option<&str>;
+    /// Secret keys (in the resource's namespace) whose values the spec uses, by the name it gives them;
+    /// the reconciler reads them into [`Request::inputs`] and watches them.
+    fn secret_inputs(&self) -> Vec<(String, SecretKeySelector)> {
+        Vec::new()
+    }
+    /// The id the annotation `tether.dev/external-id` asks to adopt.
+    fn adopt_id(&self) -> Option<&str> {
+        self.meta().annotations.as_ref()?.get(EXTERNAL_ID).map(String::as_str)
+    }
+}
+
+/// Annotation: adopt the remote object with this id instead of finding or creating one.
+pub const EXTERNAL_ID: &str = "tether.dev/external-id";
+
+/// The answer of looking up an id to adopt: `None` when the platform does not have it (the reconciler
+/// then refuses to create one; a delete is done).
+pub fn adopted<T>(found: Result<T, PlatformError>) -> Result<Option<T>, PlatformError> {
+    match found {
+        Ok(object) => Ok(Some(object)),
+        Err(PlatformError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One resource as the verbs see it: the custom resource (by `Deref`), the Secret values its spec refers
+/// to, the outputs Secret as it stands, and outputs a verb learns only once (a token's value), which the
+/// reconciler adds to the outputs Secret after the call.
+pub struct Request<'a, R> {
+    cr: &'a R,
+    /// The values of [`ManagedResource::secret_inputs`], by name.
+    pub inputs: BTreeMap<String, Secret>,
+    /// The data of the outputs Secret when the reconcile began (empty without one).
+    pub outputs: BTreeMap<String, String>,
+    published: Mutex<BTreeMap<String, String>>,
+}
+
+impl<'a, R> Request<'a, R> {
+    /// A request for `cr` with its inputs and current outputs.
+    pub fn new(cr: &'a R, inputs: BTreeMap<String, Secret>, outputs: BTreeMap<String, String>) -> Self {
+        Self { cr, inputs, outputs, published: Mutex::default() }
+    }
+
+    /// Adds an output the platform shows only now; it is written to the outputs Secret after this call.
+    pub fn publish(&self, key: impl Into<String>, value: impl Into<String>) {
+        self.published.lock().unwrap_or_else(|p| p.into_inner()).insert(key.into(), value.into());
+    }
+
+    /// Takes what the verbs published.
+    pub fn take_published(&self) -> BTreeMap<String, String> {
+        std::mem::take(&mut *self.published.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl<R> std::ops::Deref for Request<'_, R> {
+    type Target = R;
+
+    fn deref(&self) -> &R {
+        self.cr
+    }
 }
 
 /// What `observe` found.
@@ -87,24 +148,26 @@ pub trait Adapter: Send + Sync + 'static {
     /// Finds the remote object (by the recorded id, else by the natural key) and compares it with the spec.
     fn observe(
         client: &Self::Client,
-        cr: &Self::Resource,
+        cr: &Request<'_, Self::Resource>,
     ) -> impl Future<Output = Result<Observation<<Self::Resource as ManagedResource>::Observation>, PlatformError>> + Send;
 
     /// Creates the remote object; returns its id.
-    fn create(client: &Self::Client, cr: &Self::Resource)
-    -> impl Future<Output = Result<String, PlatformError>> + Send;
+    fn create(
+        client: &Self::Client,
+        cr: &Request<'_, Self::Resource>,
+    ) -> impl Future<Output = Result<String, PlatformError>> + Send;
 
     /// Changes the remote object to match the spec.
     fn update(
         client: &Self::Client,
-        cr: &Self::Resource,
+        cr: &Request<'_, Self::Resource>,
         external_id: &str,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
 
     /// Deletes the remote object (absent is `Gone`).
     fn delete(
         client: &Self::Client,
-        cr: &Self::Resource,
+        cr: &Request<'_, Self::Resource>,
         external_id: &str,
     ) -> impl Future<Output = Result<Deletion, PlatformError>> + Send;
 }

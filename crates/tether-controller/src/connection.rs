@@ -146,20 +146,49 @@ async fn read_credentials(
         let namespace = connection_namespace
             .or(selector.namespace.as_deref())
             .ok_or_else(|| Error::Connection(format!("credential {name} names no Secret namespace")))?;
-        dependencies.push(Dependency::Secret { namespace: namespace.to_string(), name: selector.name.clone() });
-        let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
-        let secret = api
-            .get_opt(&selector.name)
-            .await?
-            .ok_or_else(|| Error::Connection(format!("Secret {namespace}/{} not found", selector.name)))?;
-        let bytes = secret.data.as_ref().and_then(|d| d.get(&selector.key)).ok_or_else(|| {
-            Error::Connection(format!("Secret {namespace}/{} has no key {:?}", selector.name, selector.key))
-        })?;
-        let value = String::from_utf8(bytes.0.clone()).map_err(|_| {
-            Error::Connection(format!("Secret {namespace}/{} key {:?} is not UTF-8", selector.name, selector.key))
-        })?;
+        let (value, version) = read_key(client, namespace, selector, dependencies).await.map_err(Error::Connection)?;
         values.insert(name, Secret::new(value.trim().to_string()));
-        versions.push(format!("{}@{}", selector.name, secret.metadata.resource_version.unwrap_or_default()));
+        versions.push(format!("{}@{version}", selector.name));
     }
     Ok((values, versions.join(",")))
+}
+
+/// Reads the Secret values a spec refers to (e.g. environment variables from Secrets), in the resource's
+/// namespace, by the name the spec gives each; every Secret read is pushed to `dependencies`.
+pub async fn read_values(
+    client: &Client,
+    namespace: &str,
+    selectors: &[(String, SecretKeySelector)],
+    dependencies: &mut Vec<Dependency>,
+) -> Result<BTreeMap<String, Secret>> {
+    let mut values = BTreeMap::new();
+    for (name, selector) in selectors {
+        let (value, _) = read_key(client, namespace, selector, dependencies).await.map_err(Error::InvalidSpec)?;
+        values.insert(name.clone(), Secret::new(value));
+    }
+    Ok(values)
+}
+
+/// One key of one Secret, with the Secret's resourceVersion; a missing Secret or key is a message.
+async fn read_key(
+    client: &Client,
+    namespace: &str,
+    selector: &SecretKeySelector,
+    dependencies: &mut Vec<Dependency>,
+) -> std::result::Result<(String, String), String> {
+    dependencies.push(Dependency::Secret { namespace: namespace.to_string(), name: selector.name.clone() });
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get_opt(&selector.name)
+        .await
+        .map_err(|e| format!("reading Secret {namespace}/{}: {e}", selector.name))?
+        .ok_or_else(|| format!("Secret {namespace}/{} not found", selector.name))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&selector.key))
+        .ok_or_else(|| format!("Secret {namespace}/{} has no key {:?}", selector.name, selector.key))?;
+    let value = String::from_utf8(bytes.0.clone())
+        .map_err(|_| format!("Secret {namespace}/{} key {:?} is not UTF-8", selector.name, selector.key))?;
+    Ok((value, secret.metadata.resource_version.unwrap_or_default()))
 }

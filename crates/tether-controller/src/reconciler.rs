@@ -18,7 +18,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tether_platforms::Error as PlatformError;
 
-use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Request};
 use crate::connection::{self, Dependency};
 use crate::error::{Error, Result};
 use crate::status::{self, Outcome, reasons};
@@ -108,6 +108,32 @@ impl<A: Adapter> Context<A> {
         if let Err(error) = self.recorder.publish(&event, &cr.object_ref(&())).await {
             tracing::debug!(%error, "could not publish an Event");
         }
+    }
+
+    /// The resource with the Secret values its spec uses and its outputs Secret's data.
+    async fn request<'a>(&self, cr: &'a A::Resource) -> Result<Request<'a, A::Resource>> {
+        let namespace = cr.namespace().unwrap_or_default();
+        let selectors = cr.secret_inputs();
+        let mut inputs = Default::default();
+        if !selectors.is_empty() {
+            let mut dependencies = Vec::new();
+            let read = connection::read_values(&self.client, &namespace, &selectors, &mut dependencies).await;
+            let reference = ObjectRef::from_obj(cr);
+            let mut index = self.dependencies.lock().unwrap_or_else(|p| p.into_inner());
+            index.entry(reference).or_default().extend(dependencies);
+            drop(index);
+            inputs = read?;
+        }
+        let mut outputs = std::collections::BTreeMap::new();
+        if let Some(name) = cr.outputs_secret() {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+            if let Some(secret) = api.get_opt(name).await? {
+                for (key, value) in secret.data.unwrap_or_default() {
+                    outputs.insert(key, String::from_utf8_lossy(&value.0).into_owned());
+                }
+            }
+        }
+        Ok(Request::new(cr, inputs, outputs))
     }
 
     async fn platform_client(&self, cr: &A::Resource) -> Result<Arc<A::Client>> {
@@ -272,23 +298,35 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
     if !cr.observe_only() {
         ensure_finalizer(cr, ctx).await?;
     }
+    let request = ctx.request(cr).await?;
+    let cr = &request;
     let observed = A::observe(&client, cr).await.map_err(Error::platform("observe"))?;
     if let (Observation::Present { outputs, .. }, Some(secret)) = (&observed, cr.outputs_secret()) {
-        write_outputs(cr, ctx, secret, outputs).await?;
+        write_outputs(cr, ctx, secret, outputs.clone()).await?;
     }
     let (outcome, external_id, at_provider, action) = match observed {
         Observation::Absent if cr.observe_only() => {
             let message = "ObserveOnly: no remote object matches this resource".to_string();
             (not_ready(reasons::NOT_FOUND, message, false), None, None, settled)
         }
+        Observation::Absent if cr.adopt_id().is_some() => {
+            let id = cr.adopt_id().unwrap_or_default();
+            return Err(Error::InvalidSpec(format!(
+                "annotation {EXTERNAL_ID} names {id}, which the platform does not have; Tether adopts, it does not create"
+            )));
+        }
         Observation::Absent => {
-            let id = A::create(&client, cr).await.map_err(Error::platform("create"))?;
+            let id = A::create(&client, cr).await.map_err(Error::platform("create"));
+            publish_outputs(cr, ctx).await?;
+            let id = id?;
             tracing::info!(external_id = %id, "created the remote object");
             ctx.event(cr, false, "Created", "Create", format!("created {id} on {:?}", A::PLATFORM)).await;
             (not_ready(reasons::CREATING, "creating the remote object".into(), true), Some(id), None, converge)
         }
         Observation::Present { external_id, up_to_date: false, at_provider, .. } if !cr.observe_only() => {
-            A::update(&client, cr, &external_id).await.map_err(Error::platform("update"))?;
+            let updated = A::update(&client, cr, &external_id).await.map_err(Error::platform("update"));
+            publish_outputs(cr, ctx).await?;
+            updated?;
             tracing::info!(%external_id, "updated the remote object");
             ctx.event(cr, false, "Updated", "Update", format!("applied the spec to {external_id}")).await;
             let outcome = not_ready(reasons::UPDATING, "applying the spec to the remote object".into(), true);
@@ -335,6 +373,8 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
     let paused = cr.annotations().get(PAUSED).is_some_and(|v| v == "true");
     if cr.deletes_remote() && !cr.observe_only() && !paused {
         let client = ctx.platform_client(cr).await?;
+        let request = ctx.request(cr).await?;
+        let cr = &request;
         if let Observation::Present { external_id, .. } =
             A::observe(&client, cr).await.map_err(Error::platform("observe"))?
         {
@@ -381,20 +421,31 @@ async fn patch_finalizers<K: ManagedResource>(
     Ok(())
 }
 
+/// Adds what the verbs published (values the platform shows once) to the outputs Secret.
+async fn publish_outputs<K: ManagedResource>(
+    cr: &Request<'_, K>,
+    ctx: &Context<impl Adapter<Resource = K>>,
+) -> Result<()> {
+    let published = cr.take_published();
+    match cr.outputs_secret() {
+        Some(secret) if !published.is_empty() => write_outputs(cr, ctx, secret, published).await,
+        _ => Ok(()),
+    }
+}
+
 /// Server-side applies the outputs Secret, owned by the resource (so it goes with it), unless it already
-/// holds exactly these values and the owner reference.
+/// holds these values and the owner reference. Keys already in the Secret and not in `outputs` are kept:
+/// a token's value, shown once by its platform, must survive the observations that cannot see it.
 async fn write_outputs<K: ManagedResource>(
-    cr: &K,
+    cr: &Request<'_, K>,
     ctx: &Context<impl Adapter<Resource = K>>,
     name: &str,
-    outputs: &std::collections::BTreeMap<String, String>,
+    outputs: std::collections::BTreeMap<String, String>,
 ) -> Result<()> {
     use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::Secret;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
     let owner = cr.controller_owner_ref(&()).ok_or_else(|| Error::InvalidSpec("resource without a uid".into()))?;
-    let data: std::collections::BTreeMap<String, ByteString> =
-        outputs.iter().map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes()))).collect();
+    let mut merged = outputs;
     if let Some(existing) = api.get_opt(name).await? {
         let owned = existing.metadata.owner_references.iter().flatten().any(|o| o.uid == owner.uid);
         if !owned
@@ -404,10 +455,19 @@ async fn write_outputs<K: ManagedResource>(
                 "Secret {name} exists and is not Tether's: choose another writeOutputsTo"
             )));
         }
-        if owned && existing.data.as_ref().unwrap_or(&Default::default()) == &data {
+        let current: std::collections::BTreeMap<String, String> = existing
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .collect();
+        merged = current.clone().into_iter().chain(merged).collect();
+        if owned && current == merged {
             return Ok(());
         }
     }
+    let data: std::collections::BTreeMap<String, ByteString> =
+        merged.into_iter().map(|(k, v)| (k, ByteString(v.into_bytes()))).collect();
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "ownerReferences": [owner]},

@@ -9,7 +9,7 @@ use tether_api::{ApoloApp, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::apolo::{App, Client};
 
-use crate::adapter::{Adapter, Deletion, Observation};
+use crate::adapter::{Adapter, Deletion, ManagedResource as _, Observation, Request, adopted};
 use crate::connection::Account;
 use kube::ResourceExt;
 
@@ -41,6 +41,9 @@ fn scoped(client: &Client, cr: &ApoloApp) -> Client {
 /// This resource's app: by the recorded id, else by the marker among the scope's live apps (the newest
 /// when several match; the others are reported).
 async fn find(client: &Client, cr: &ApoloApp) -> Result<Option<App>, PlatformError> {
+    if let Some(id) = cr.adopt_id() {
+        return Ok(adopted(client.get(id).await)?.filter(|a| a.state != "uninstalled"));
+    }
     if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()) {
         match client.get(id).await {
             Ok(app) if app.state != "uninstalled" => return Ok(Some(app)),
@@ -67,6 +70,17 @@ async fn find(client: &Client, cr: &ApoloApp) -> Result<Option<App>, PlatformErr
     Ok(ours.into_iter().next())
 }
 
+/// The input of configuration revision `revision`; a revision the app does not have is an invalid spec.
+async fn pinned_input(client: &Client, id: &str, revision: i32) -> Result<Option<Value>, PlatformError> {
+    match client.input(id, Some(i64::from(revision))).await {
+        Ok(input) => Ok(input.get("input").cloned()),
+        Err(PlatformError::NotFound(why)) => {
+            Err(PlatformError::Invalid(format!("rollbackToRevision {revision}: the app has no such revision ({why})")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Adapter for Apolo {
     type Resource = ApoloApp;
     type Client = Client;
@@ -77,15 +91,24 @@ impl Adapter for Apolo {
         Client::new(account.http.clone(), account.credential("token")?, "", "", "")
     }
 
-    async fn observe(client: &Client, cr: &ApoloApp) -> Result<Observation<ApoloAppObservation>, PlatformError> {
+    async fn observe(
+        client: &Client,
+        cr: &Request<'_, ApoloApp>,
+    ) -> Result<Observation<ApoloAppObservation>, PlatformError> {
         let client = scoped(client, cr);
         let Some(app) = find(&client, cr).await? else { return Ok(Observation::Absent) };
         let settled = !matches!(app.state.as_str(), "queued" | "progressing" | "uninstalling");
         let up_to_date = !settled || {
             let current = client.input(&app.id, None).await?;
-            let version_matches =
-                cr.spec.template_version == "latest" || cr.spec.template_version == app.template_version;
-            version_matches && app.display_name == display_name(cr) && current.get("input") == Some(&input(cr))
+            match cr.spec.rollback_to_revision {
+                // Pinned to a revision: its input is the declared one, whatever the spec's input says.
+                Some(revision) => current.get("input") == pinned_input(&client, &app.id, revision).await?.as_ref(),
+                None => {
+                    let version_matches =
+                        cr.spec.template_version == "latest" || cr.spec.template_version == app.template_version;
+                    version_matches && app.display_name == display_name(cr) && current.get("input") == Some(&input(cr))
+                }
+            }
         };
         let ready = match app.state.as_str() {
             "healthy" => Ok(()),
@@ -108,7 +131,7 @@ impl Adapter for Apolo {
                 .iter()
                 .find(|r| r.end_at.is_none())
                 .and_then(|r| i32::try_from(r.revision_number).ok()),
-            applied_rollback: cr.status.as_ref().and_then(|s| s.at_provider.as_ref()?.applied_rollback),
+            applied_rollback: cr.spec.rollback_to_revision.filter(|_| settled && up_to_date),
             created_at: text("created_at"),
             updated_at: text("updated_at"),
         };
@@ -126,7 +149,7 @@ impl Adapter for Apolo {
         Ok(Observation::Present { external_id: app.id.clone(), up_to_date, ready, at_provider, outputs })
     }
 
-    async fn create(client: &Client, cr: &ApoloApp) -> Result<String, PlatformError> {
+    async fn create(client: &Client, cr: &Request<'_, ApoloApp>) -> Result<String, PlatformError> {
         let client = scoped(client, cr);
         let spec = &cr.spec;
         let app =
@@ -134,8 +157,12 @@ impl Adapter for Apolo {
         Ok(app.id)
     }
 
-    async fn update(client: &Client, cr: &ApoloApp, external_id: &str) -> Result<(), PlatformError> {
+    async fn update(client: &Client, cr: &Request<'_, ApoloApp>, external_id: &str) -> Result<(), PlatformError> {
         let client = scoped(client, cr);
+        if let Some(revision) = cr.spec.rollback_to_revision {
+            client.rollback(external_id, i64::from(revision), Some("rollbackToRevision, applied by Tether")).await?;
+            return Ok(());
+        }
         let app = client.get(external_id).await?;
         let upgrade = (cr.spec.template_version != "latest" && cr.spec.template_version != app.template_version)
             .then_some(cr.spec.template_version.as_str());
@@ -148,7 +175,7 @@ impl Adapter for Apolo {
         Ok(())
     }
 
-    async fn delete(client: &Client, cr: &ApoloApp, external_id: &str) -> Result<Deletion, PlatformError> {
+    async fn delete(client: &Client, cr: &Request<'_, ApoloApp>, external_id: &str) -> Result<Deletion, PlatformError> {
         let client = scoped(client, cr);
         match client.get(external_id).await {
             Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),

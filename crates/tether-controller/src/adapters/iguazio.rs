@@ -16,7 +16,7 @@ use tether_platforms::Error as PlatformError;
 use tether_platforms::iguazio::{self as igz, Change, Client, ManifestWriter, WriterTiming};
 
 use super::spec_fields;
-use crate::adapter::{Adapter, Deletion, Observation};
+use crate::adapter::{Adapter, Deletion, Observation, Request};
 use crate::connection::Account;
 
 managed_resource!(AppService, AppServiceObservation);
@@ -114,7 +114,7 @@ impl Adapter for Iguazio {
 
     async fn observe(
         writer: &ManifestWriter,
-        cr: &AppService,
+        cr: &Request<'_, AppService>,
     ) -> Result<Observation<AppServiceObservation>, PlatformError> {
         let manifest = writer.client().manifest().await?;
         let Some(remote) = manifest.service(&cr.spec.name) else { return Ok(Observation::Absent) };
@@ -161,19 +161,27 @@ impl Adapter for Iguazio {
         Ok(Observation::Present { external_id: cr.spec.name.clone(), up_to_date, ready, at_provider, outputs })
     }
 
-    async fn create(writer: &ManifestWriter, cr: &AppService) -> Result<String, PlatformError> {
+    async fn create(writer: &ManifestWriter, cr: &Request<'_, AppService>) -> Result<String, PlatformError> {
         let job = writer.submit(&cr.spec.name, upsert(cr)).await?;
         tracing::debug!(%job, "manifest apply started");
         Ok(cr.spec.name.clone())
     }
 
-    async fn update(writer: &ManifestWriter, cr: &AppService, _external_id: &str) -> Result<(), PlatformError> {
+    async fn update(
+        writer: &ManifestWriter,
+        cr: &Request<'_, AppService>,
+        _external_id: &str,
+    ) -> Result<(), PlatformError> {
         let job = writer.submit(&cr.spec.name, upsert(cr)).await?;
         tracing::debug!(%job, "manifest apply started");
         Ok(())
     }
 
-    async fn delete(writer: &ManifestWriter, cr: &AppService, _external_id: &str) -> Result<Deletion, PlatformError> {
+    async fn delete(
+        writer: &ManifestWriter,
+        cr: &Request<'_, AppService>,
+        _external_id: &str,
+    ) -> Result<Deletion, PlatformError> {
         // The entry leaves the manifest with the PUT; the next observe sees it gone.
         writer.submit(&cr.spec.name, Change::Remove).await?;
         Ok(Deletion::InProgress)

@@ -8,7 +8,7 @@ use tether_api::{PeakWebapp, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::peak::{Client, ImageDetails, Resources, Webapp, WebappFields};
 
-use crate::adapter::{Adapter, Deletion, Observation};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Request, adopted};
 use crate::connection::Account;
 
 managed_resource!(PeakWebapp, PeakWebappObservation);
@@ -57,6 +57,14 @@ fn changes(cr: &PeakWebapp, remote: &Webapp) -> WebappFields {
 }
 
 async fn find(client: &Client, cr: &PeakWebapp) -> Result<Option<Webapp>, PlatformError> {
+    if let Some(id) = cr.adopt_id() {
+        let Some(webapp) = adopted(client.describe(id).await)? else { return Ok(None) };
+        if webapp.name != cr.spec.name {
+            let why = format!("annotation {EXTERNAL_ID}: webapp {id} is named {}, not {}", webapp.name, cr.spec.name);
+            return Err(PlatformError::Invalid(why));
+        }
+        return Ok(Some(webapp));
+    }
     if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()) {
         match client.describe(id).await {
             Ok(webapp) if webapp.name == cr.spec.name => return Ok(Some(webapp)),
@@ -76,7 +84,10 @@ impl Adapter for Peak {
         Client::new(account.http.clone(), account.credential("apiKey")?)
     }
 
-    async fn observe(client: &Client, cr: &PeakWebapp) -> Result<Observation<PeakWebappObservation>, PlatformError> {
+    async fn observe(
+        client: &Client,
+        cr: &Request<'_, PeakWebapp>,
+    ) -> Result<Observation<PeakWebappObservation>, PlatformError> {
         let Some(remote) = find(client, cr).await? else { return Ok(Observation::Absent) };
         let settled = !matches!(remote.status.as_str(), "CREATING" | "DEPLOYING" | "DELETING");
         let up_to_date = !settled || changes(cr, &remote) == WebappFields::default();
@@ -101,7 +112,7 @@ impl Adapter for Peak {
         Ok(Observation::Present { external_id: remote.id.clone(), up_to_date, ready, at_provider, outputs })
     }
 
-    async fn create(client: &Client, cr: &PeakWebapp) -> Result<String, PlatformError> {
+    async fn create(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<String, PlatformError> {
         match client.create(&desired(cr)).await {
             Ok(id) => Ok(id),
             Err(PlatformError::Conflict(message)) => match client.find_by_name(&cr.spec.name).await? {
@@ -112,7 +123,7 @@ impl Adapter for Peak {
         }
     }
 
-    async fn update(client: &Client, cr: &PeakWebapp, external_id: &str) -> Result<(), PlatformError> {
+    async fn update(client: &Client, cr: &Request<'_, PeakWebapp>, external_id: &str) -> Result<(), PlatformError> {
         let remote = client.describe(external_id).await?;
         let patch = changes(cr, &remote);
         if patch != WebappFields::default() {
@@ -121,7 +132,11 @@ impl Adapter for Peak {
         Ok(())
     }
 
-    async fn delete(client: &Client, _cr: &PeakWebapp, external_id: &str) -> Result<Deletion, PlatformError> {
+    async fn delete(
+        client: &Client,
+        _cr: &Request<'_, PeakWebapp>,
+        external_id: &str,
+    ) -> Result<Deletion, PlatformError> {
         match client.describe(external_id).await {
             Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
             Ok(webapp) if webapp.status == "DELETING" => return Ok(Deletion::InProgress),

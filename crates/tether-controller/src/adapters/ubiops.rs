@@ -9,7 +9,7 @@ use tether_platforms::Error as PlatformError;
 use tether_platforms::ubiops::{Client, Service, ServiceFields};
 
 use super::spec_fields;
-use crate::adapter::{Adapter, Deletion, Observation};
+use crate::adapter::{Adapter, Deletion, Observation, Request};
 use crate::connection::Account;
 
 managed_resource!(UbiService, UbiServiceObservation);
@@ -55,7 +55,10 @@ impl Adapter for UbiOps {
         Client::new(account.http.clone(), account.credential("token")?)
     }
 
-    async fn observe(client: &Client, cr: &UbiService) -> Result<Observation<UbiServiceObservation>, PlatformError> {
+    async fn observe(
+        client: &Client,
+        cr: &Request<'_, UbiService>,
+    ) -> Result<Observation<UbiServiceObservation>, PlatformError> {
         let spec = &cr.spec;
         let remote = match client.services_get(&spec.project, &spec.name).await {
             Ok(remote) => remote,
@@ -82,7 +85,7 @@ impl Adapter for UbiOps {
         Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
     }
 
-    async fn create(client: &Client, cr: &UbiService) -> Result<String, PlatformError> {
+    async fn create(client: &Client, cr: &Request<'_, UbiService>) -> Result<String, PlatformError> {
         let spec = &cr.spec;
         let created = match client.services_create(&spec.project, &fields_of(desired(cr))).await {
             Ok(created) => created,
@@ -93,7 +96,7 @@ impl Adapter for UbiOps {
         Ok(created.id.unwrap_or_else(|| format!("{}/{}", spec.project, spec.name)))
     }
 
-    async fn update(client: &Client, cr: &UbiService, _external_id: &str) -> Result<(), PlatformError> {
+    async fn update(client: &Client, cr: &Request<'_, UbiService>, _external_id: &str) -> Result<(), PlatformError> {
         let remote = client.services_get(&cr.spec.project, &cr.spec.name).await?;
         let changes = differences(cr, &remote);
         if !changes.is_empty() {
@@ -102,7 +105,11 @@ impl Adapter for UbiOps {
         Ok(())
     }
 
-    async fn delete(client: &Client, cr: &UbiService, _external_id: &str) -> Result<Deletion, PlatformError> {
+    async fn delete(
+        client: &Client,
+        cr: &Request<'_, UbiService>,
+        _external_id: &str,
+    ) -> Result<Deletion, PlatformError> {
         match client.services_delete(&cr.spec.project, &cr.spec.name).await {
             Ok(()) | Err(PlatformError::NotFound(_)) => Ok(Deletion::Gone),
             Err(e) => Err(e),

@@ -3,17 +3,22 @@
 //! lost create answer is found again and nothing is created twice. Config changes are PATCHed; a change
 //! of what a deployment runs (image, code, size, environment) redeploys a live service; `deployed` starts
 //! or stops it. Deleting archives (Civis has no hard delete), stopping the deployment first unless the
-//! policy is Archive.
+//! policy is Archive. Shares, projects and tokens: [`access`]. `environmentVariablesFrom` values are read
+//! from their Secrets and sent with `environmentVariables`.
 //!
-//! Not yet: environmentVariablesFrom (Secret values), projects, shares and tokens from the spec.
+//! Redeploy on request: the annotation `tether.dev/redeploy` holds an RFC 3339 time; a live service whose
+//! current deployment is older is redeployed. Once it is, the new deployment is newer: the request is
+//! satisfied without any bookkeeping, also across a crash.
+
+mod access;
 
 use serde_json::{Map, Value};
 use tether_api::civis::{CivisDeletionPolicy, CivisServiceObservation};
-use tether_api::{CivisService, ConnectionRef, ManagedStatus, ManagementPolicy, Platform};
+use tether_api::{CivisService, ConnectionRef, ManagedStatus, ManagementPolicy, Platform, SecretKeySelector};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::civis::{Client, ListOptions, Service};
 
-use crate::adapter::{Adapter, Deletion, ManagedResource, Observation};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Request, adopted};
 use crate::connection::Account;
 use kube::ResourceExt;
 
@@ -35,7 +40,13 @@ impl ManagedResource for CivisService {
     fn outputs_secret(&self) -> Option<&str> {
         self.spec.managed.write_outputs_to.as_deref()
     }
+    fn secret_inputs(&self) -> Vec<(String, SecretKeySelector)> {
+        self.spec.environment_variables_from.iter().map(|e| (e.name.clone(), e.secret_key_ref.clone())).collect()
+    }
 }
+
+/// Annotation: an RFC 3339 time; a running service whose deployment is older is redeployed.
+pub const REDEPLOY: &str = "tether.dev/redeploy";
 
 /// The CivisService adapter.
 pub struct Civis;
@@ -74,8 +85,9 @@ fn marker(cr: &CivisService) -> String {
     format!("[tether:{}]", cr.uid().unwrap_or_default())
 }
 
-/// The service fields the spec sets, camelCase as on the wire, the description carrying the marker.
-fn desired(cr: &CivisService) -> Map<String, Value> {
+/// The service fields the spec sets, camelCase as on the wire, the description carrying the marker and
+/// the environment including the values read from Secrets.
+fn desired(cr: &Request<'_, CivisService>) -> Map<String, Value> {
     let Ok(Value::Object(mut map)) = serde_json::to_value(&cr.spec) else { return Map::new() };
     map.retain(|k, _| !NOT_SERVICE_FIELDS.contains(&k.as_str()));
     let description = match &cr.spec.description {
@@ -83,7 +95,30 @@ fn desired(cr: &CivisService) -> Map<String, Value> {
         None => marker(cr),
     };
     map.insert("description".into(), Value::String(description));
+    if !cr.inputs.is_empty() {
+        let mut env = cr.spec.environment_variables.clone().unwrap_or_default();
+        env.extend(cr.inputs.iter().map(|(k, v)| (k.clone(), v.expose().to_string())));
+        map.insert("environmentVariables".into(), serde_json::to_value(env).unwrap_or_default());
+    }
     map
+}
+
+/// Whether the redeploy annotation asks for a deployment newer than the current one.
+fn redeploy_requested(cr: &CivisService, service: &Service) -> Result<bool, PlatformError> {
+    use k8s_openapi::jiff::Timestamp;
+    let Some(value) = cr.annotations().get(REDEPLOY) else { return Ok(false) };
+    let asked: Timestamp = value.parse().map_err(|_| {
+        PlatformError::Invalid(format!(
+            "annotation {REDEPLOY} must be an RFC 3339 time such as 2026-11-23T10:00:00Z, not {value:?}"
+        ))
+    })?;
+    let Some(deployment) = service.current_deployment.as_ref().filter(|_| running(service)) else { return Ok(false) };
+    let created = deployment.fields.get("createdAt").and_then(Value::as_str).and_then(|t| t.parse::<Timestamp>().ok());
+    Ok(created.is_some_and(|created| created < asked))
+}
+
+fn creator(service: &Service) -> Option<i64> {
+    service.fields.get("user")?.get("id")?.as_i64()
 }
 
 /// Credentials come back as ids or as `{id, name}` objects; compare ids.
@@ -96,7 +131,7 @@ fn normalized(key: &str, value: &Value) -> Value {
     }
 }
 
-fn differences(cr: &CivisService, remote: &Service) -> Map<String, Value> {
+fn differences(cr: &Request<'_, CivisService>, remote: &Service) -> Map<String, Value> {
     let remote = match serde_json::to_value(remote) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
@@ -113,6 +148,12 @@ fn running(service: &Service) -> bool {
 }
 
 async fn find(client: &Client, cr: &CivisService) -> Result<Option<Service>, PlatformError> {
+    if let Some(id) = cr.adopt_id() {
+        let number = id.parse().map_err(|_| {
+            PlatformError::Invalid(format!("annotation {EXTERNAL_ID}: {id:?} is not a Civis service id"))
+        })?;
+        return Ok(adopted(client.get(number).await)?.filter(|s| !s.archived));
+    }
     if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()).and_then(|id| id.parse().ok()) {
         match client.get(id).await {
             Ok(service) if !service.archived => return Ok(Some(service)),
@@ -154,11 +195,15 @@ impl Adapter for Civis {
 
     async fn observe(
         client: &Client,
-        cr: &CivisService,
+        cr: &Request<'_, CivisService>,
     ) -> Result<Observation<CivisServiceObservation>, PlatformError> {
         let Some(service) = find(client, cr).await? else { return Ok(Observation::Absent) };
         let live = running(&service);
-        let up_to_date = differences(cr, &service).is_empty() && live == cr.spec.deployed;
+        let access = access::plan(client, service.id, creator(&service), cr).await?;
+        let up_to_date = differences(cr, &service).is_empty()
+            && live == cr.spec.deployed
+            && access.is_empty()
+            && !redeploy_requested(cr, &service)?;
         let deployment = service.current_deployment.as_ref();
         let ready = match (cr.spec.deployed, deployment.map(|d| d.state.as_str())) {
             (true, Some("running" | "sleeping")) | (false, _) => Ok(()),
@@ -185,7 +230,7 @@ impl Adapter for Civis {
                 .map(str::to_string),
             my_permission_level: text("myPermissionLevel"),
             deployed_config_hash: None,
-            token_ids: None,
+            token_ids: (!access.token_ids.is_empty()).then(|| access.token_ids.clone()),
             created_at: text("createdAt"),
             updated_at: text("updatedAt"),
         };
@@ -193,22 +238,27 @@ impl Adapter for Civis {
         Ok(Observation::Present { external_id: service.id.to_string(), up_to_date, ready, at_provider, outputs })
     }
 
-    async fn create(client: &Client, cr: &CivisService) -> Result<String, PlatformError> {
+    async fn create(client: &Client, cr: &Request<'_, CivisService>) -> Result<String, PlatformError> {
         let service = client.create(&desired(cr)).await?;
+        let plan = access::plan(client, service.id, creator(&service), cr).await?;
+        access::apply(client, service.id, plan, cr).await?;
         if cr.spec.deployed {
             client.deploy(service.id, false).await?;
         }
         Ok(service.id.to_string())
     }
 
-    async fn update(client: &Client, cr: &CivisService, external_id: &str) -> Result<(), PlatformError> {
+    async fn update(client: &Client, cr: &Request<'_, CivisService>, external_id: &str) -> Result<(), PlatformError> {
         let id: i64 = external_id.parse().map_err(|_| PlatformError::Decode(format!("service id {external_id:?}")))?;
         let service = client.get(id).await?;
         let changes = differences(cr, &service);
-        let redeploy = changes.keys().any(|k| REDEPLOY_FIELDS.contains(&k.as_str()));
+        let redeploy =
+            changes.keys().any(|k| REDEPLOY_FIELDS.contains(&k.as_str())) || redeploy_requested(cr, &service)?;
         if !changes.is_empty() {
             client.patch(id, &changes).await?;
         }
+        let plan = access::plan(client, id, creator(&service), cr).await?;
+        access::apply(client, id, plan, cr).await?;
         match (cr.spec.deployed, running(&service)) {
             (true, false) => drop(client.deploy(id, false).await?),
             (true, true) if redeploy => drop(client.deploy(id, true).await?),
@@ -222,7 +272,11 @@ impl Adapter for Civis {
         Ok(())
     }
 
-    async fn delete(client: &Client, cr: &CivisService, external_id: &str) -> Result<Deletion, PlatformError> {
+    async fn delete(
+        client: &Client,
+        cr: &Request<'_, CivisService>,
+        external_id: &str,
+    ) -> Result<Deletion, PlatformError> {
         let Ok(id) = external_id.parse::<i64>() else { return Ok(Deletion::Gone) };
         let service = match client.get(id).await {
             Ok(service) => service,
