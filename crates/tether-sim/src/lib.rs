@@ -147,3 +147,39 @@ pub(crate) fn read_json(body: &[u8]) -> Result<Map<String, Value>, String> {
         Err(e) => Err(format!("JSON parse error - {e}")),
     }
 }
+
+/// Kubernetes manifests that point Tether at running simulators: for each platform a Secret
+/// `<platform>-credentials` holding the simulator's credentials (keys as the vendor SDK names them, as in
+/// examples/) and a Connection `<platform>` at the simulator's URL. Applied after examples/, they turn the
+/// examples' placeholder accounts into the simulators' (the demo does this).
+pub fn connections_manifest(endpoints: &std::collections::BTreeMap<String, Endpoint>) -> String {
+    use serde_json::json;
+    // Connection credential name → Secret key, per platform.
+    let keys: &[(&str, &[(&str, &str)])] = &[
+        ("iguazio", &[("username", "username"), ("accessKey", "access_key")]),
+        ("civis", &[("apiKey", "api_key")]),
+        ("apolo", &[("token", "token")]),
+        ("ubiops", &[("token", "token")]),
+        ("peak", &[("apiKey", "api_key")]),
+    ];
+    let mut documents = Vec::new();
+    for (platform, credentials) in keys {
+        let Some(endpoint) = endpoints.get(*platform) else { continue };
+        let secret = format!("{platform}-credentials");
+        let data: Map<String, Value> =
+            endpoint.credentials.iter().filter_map(|(k, v)| Some((k.clone(), Value::from(v.as_str()?)))).collect();
+        let selectors: Map<String, Value> =
+            credentials.iter().map(|(name, key)| (name.to_string(), json!({"name": secret, "key": key}))).collect();
+        documents.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
+            "type": "Opaque", "stringData": data}));
+        documents
+            .push(json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": platform},
+            "spec": {"platform": platform, "endpoint": endpoint.url, "credentials": selectors}}));
+    }
+    documents
+        .iter()
+        .map(|d| format!("---\n{}", serde_json::to_string_pretty(d).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}

@@ -56,6 +56,11 @@ struct SimArgs {
     /// Write the endpoints (URLs, credentials, seeded fixtures) to this JSON file.
     #[arg(long, value_name = "FILE")]
     endpoints_file: Option<std::path::PathBuf>,
+    /// Write Kubernetes manifests pointing at the simulators to this file: per platform a Secret
+    /// `<platform>-credentials` and a Connection `<platform>`, the names examples/ uses. Apply them after
+    /// examples/ and the examples run against the simulators.
+    #[arg(long, value_name = "FILE")]
+    connections_file: Option<std::path::PathBuf>,
     /// Delay of asynchronous platform transitions, in milliseconds (0 for benchmarks).
     #[arg(long, default_value_t = 300)]
     delay_ms: u64,
@@ -83,6 +88,13 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes through a temporary file, so a reader waiting for the file never sees half of it.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 #[tokio::main]
 async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
@@ -93,6 +105,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     };
     let options = tether_sim::SimOptions { delay: std::time::Duration::from_millis(args.delay_ms) };
     let mut endpoints = serde_json::Map::new();
+    let mut running = std::collections::BTreeMap::new();
     for (index, platform) in platforms.into_iter().enumerate() {
         let mut addr = args.listen;
         if addr.port() != 0 {
@@ -104,14 +117,17 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("starting the {platform} simulator on {addr}: {e}"))?;
         eprintln!("{platform}: {}", endpoint.url);
-        endpoints.insert(platform.to_string(), serde_json::to_value(endpoint)?);
+        endpoints.insert(platform.to_string(), serde_json::to_value(&endpoint)?);
+        running.insert(platform.to_string(), endpoint);
+    }
+    if let Some(path) = &args.connections_file {
+        write_atomically(path, &tether_sim::connections_manifest(&running))?;
+        eprintln!("connections written to {}", path.display());
     }
     let json = serde_json::to_string_pretty(&endpoints)?;
     match &args.endpoints_file {
         Some(path) => {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, json)?;
-            std::fs::rename(&tmp, path)?;
+            write_atomically(path, &json)?;
             eprintln!("endpoints written to {}", path.display());
         }
         None => println!("{json}"),
