@@ -372,7 +372,13 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
     }
     let paused = cr.annotations().get(PAUSED).is_some_and(|v| v == "true");
     if cr.deletes_remote() && !cr.observe_only() && !paused {
-        let client = ctx.platform_client(cr).await?;
+        let client = ctx.platform_client(cr).await.map_err(|e| match e {
+            Error::Connection(why) => Error::Connection(format!(
+                "{why}: the remote object cannot be deleted without it. Restore it, or let the remote object go \
+                 with deletionPolicy: Orphan (or by removing the finalizer {FINALIZER})"
+            )),
+            other => other,
+        })?;
         let request = ctx.request(cr).await?;
         let cr = &request;
         if let Observation::Present { external_id, .. } =

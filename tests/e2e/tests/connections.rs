@@ -84,3 +84,34 @@ async fn an_unrelated_secret_does_not_wake_the_resource() {
     assert_eq!(sim_counter(&origin, GET).await, calls, "an unrelated Secret woke the resource");
     assert!(calls > 0);
 }
+
+#[tokio::test]
+async fn deleting_with_its_connection_gone_says_what_to_do_and_resumes_when_it_is_back() {
+    use tether_api::connection::Connection;
+    let ns = TestNamespace::new("conn3").await;
+    let sim = spawn("ubiops", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+    let client = ns.client.clone();
+    connect(&client, &ns.name, "ubiops", &sim.url, "token", "test-token").await;
+    let _controller = spawn_controller_with::<UbiOps>(&client, &ns.name, patient());
+    let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
+    api.create(&PostParams::default(), &service("held")).await.unwrap();
+    wait_until(&api, "held", "becomes Ready", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await;
+
+    let connections: Api<Connection> = Api::namespaced(client.clone(), &ns.name);
+    let saved = connections.get("ubiops").await.unwrap();
+    connections.delete("ubiops", &Default::default()).await.unwrap();
+    api.delete("held", &Default::default()).await.unwrap();
+    let stuck = wait_until(&api, "held", "explains why it cannot delete", |cr| {
+        condition(cr.and_then(|c| c.status.as_ref()), "Synced").is_some_and(|(_, r, _)| r == "ConnectionNotFound")
+    })
+    .await
+    .unwrap();
+    let message = condition(stuck.status.as_ref(), "Synced").unwrap().2;
+    assert!(message.contains("deletionPolicy: Orphan"), "{message}");
+
+    // The Connection is back: the delete goes through at once (the Connection is watched).
+    let mut again = saved.clone();
+    again.metadata = kube::api::ObjectMeta { name: Some("ubiops".into()), ..Default::default() };
+    connections.create(&PostParams::default(), &again).await.unwrap();
+    wait_until(&api, "held", "is deleted", |cr| cr.is_none()).await;
+}
