@@ -81,7 +81,7 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
     let _controller = spawn_controller::<A>(&client, &ns.name);
 
     create(&client, &ns.name, &resource, false).await.unwrap();
-    wait_for(&api, &name, "becomes Ready", |o| ready(o)).await;
+    wait_for(&api, &name, "becomes Ready", ready).await;
     let first = api.get(&name).await.unwrap();
     let external_id = first.data["status"]["externalId"].as_str().expect("an external id").to_string();
 
@@ -114,11 +114,11 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
     assert_eq!(calls(&origin).await.1, writes, "{}: remote writes under ObserveOnly", kind.platform);
     patch(&api, &name, json!({"spec": kind.change.1})).await;
     patch(&api, &name, json!({"spec": {"managementPolicy": "Full"}})).await;
-    wait_for(&api, &name, "is Ready again", |o| ready(o)).await;
+    wait_for(&api, &name, "is Ready again", ready).await;
 
     // Orphan: the resource goes, the remote object stays untouched.
     patch(&api, &name, json!({"spec": {"deletionPolicy": "Orphan"}})).await;
-    wait_for(&api, &name, "records Orphan", |o| ready(o)).await;
+    wait_for(&api, &name, "records Orphan", ready).await;
     let (_, writes) = calls(&origin).await;
     api.delete(&name, &DeleteParams::default()).await.unwrap();
     wait_for(&api, &name, "is deleted", |o| o.is_none()).await;
@@ -137,7 +137,7 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
     };
     let counters: Value = reqwest::get(format!("{origin}/_sim/counters")).await.unwrap().json().await.unwrap();
     create(&client, &ns.name, &again, false).await.unwrap();
-    wait_for(&api, &name, "adopts and is Ready", |o| ready(o)).await;
+    wait_for(&api, &name, "adopts and is Ready", ready).await;
     let adopted = api.get(&name).await.unwrap();
     assert_eq!(adopted.data["status"]["externalId"], Value::from(external_id.clone()), "{}", kind.platform);
     if kind.platform != "iguazio" {
