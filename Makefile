@@ -3,10 +3,13 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help test lint unit conformance control-plane crds
+.PHONY: help demo test lint unit conformance control-plane helm crds
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+demo: ## Control plane + simulators + operator, every example Ready, shown with kubectl (DEMO_EXIT=1 to stop after)
+	@tools/demo.sh
 
 test: lint unit conformance ## The whole suite: lints, Rust tests (real kube-apiserver), SDK conformance
 	@tools/test-summary target/test-unit.log target/test-conformance.log
@@ -17,10 +20,10 @@ lint: ## cargo fmt --check, clippy with warnings as errors, gofmt and go vet on 
 	@test -z "$$(gofmt -l tools/control-plane)" || { echo "gofmt: run gofmt -w tools/control-plane"; exit 1; }
 	cd tools/control-plane && go vet -mod=readonly ./...
 
-unit: ## Rust unit and integration tests (builds the control plane first if needed)
+unit: ## Rust unit and integration tests (builds the control plane and helm first if needed)
 	@mkdir -p target
-	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" $(CARGO) test --workspace --all-targets --locked 2>&1 \
-	  | tee target/test-unit.log
+	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" TETHER_HELM="$$(tools/helm/build.sh)" \
+	  $(CARGO) test --workspace --all-targets --locked 2>&1 | tee target/test-unit.log
 
 conformance: ## The vendors' Python SDKs against `tether sim` (installs them into a cached virtualenv)
 	@mkdir -p target
@@ -33,5 +36,9 @@ conformance: ## The vendors' Python SDKs against `tether sim` (installs them int
 control-plane: ## Build (once, cached by source hash) the etcd + kube-apiserver binary and print its path
 	@tools/control-plane/build.sh
 
-crds: ## Regenerate crds/ from the types
+helm: ## Build (once, cached) the helm CLI the chart tests use and print its path
+	@tools/helm/build.sh
+
+crds: ## Regenerate crds/ and the Helm chart's crds/ from the types
 	$(CARGO) run -q -p tether -- crds --out-dir crds
+	$(CARGO) run -q -p tether -- crds --out-dir deploy/helm/tether/crds

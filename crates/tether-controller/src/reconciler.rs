@@ -21,6 +21,7 @@ use tether_platforms::Error as PlatformError;
 use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Request};
 use crate::connection::{self, Dependency};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::status::{self, Outcome, reasons};
 use k8s_openapi::api::core::v1::Secret;
 use tether_api::connection::{ClusterConnection, Connection};
@@ -45,6 +46,10 @@ pub struct Config {
     pub backoff: Duration,
     /// Longest per-object backoff after failures.
     pub max_backoff: Duration,
+    /// Most reconciles of one kind at once (0: no limit).
+    pub concurrency: u16,
+    /// Where reconciles are counted and timed, if anywhere.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for Config {
@@ -54,6 +59,8 @@ impl Default for Config {
             converge_interval: Duration::from_secs(2),
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            concurrency: 0,
+            metrics: None,
         }
     }
 }
@@ -69,7 +76,11 @@ pub struct Context<A: Adapter> {
     pub config: Config,
     clients: Mutex<HashMap<String, Arc<A::Client>>>,
     failures: Mutex<HashMap<ObjectRef<A::Resource>, u32>>,
+    /// The retry delay `reconcile` chose for a failure, for `error_policy` to apply.
+    retries: Mutex<HashMap<ObjectRef<A::Resource>, Duration>>,
     dependencies: Dependencies<A::Resource>,
+    /// The controller's name in metrics: the kind, lowercase.
+    controller: String,
 }
 
 /// Which Connections, ClusterConnections and Secrets each resource's account was last read from.
@@ -92,7 +103,9 @@ impl<A: Adapter> Context<A> {
             recorder,
             clients: Mutex::default(),
             failures: Mutex::default(),
+            retries: Mutex::default(),
             dependencies: Arc::default(),
+            controller: A::Resource::kind(&()).to_lowercase(),
         })
     }
 
@@ -177,7 +190,9 @@ pub async fn run<A: Adapter>(
     };
     let (by_secret, by_connection, by_cluster_connection) =
         (context.dependencies.clone(), context.dependencies.clone(), context.dependencies.clone());
+    let concurrency = context.config.concurrency;
     Controller::new(api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .watches(secrets, watcher::Config::default(), move |secret| {
             let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
             dependents(&by_secret, &Dependency::Secret { namespace, name })
@@ -209,72 +224,97 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         ns = %cr.namespace().unwrap_or_default(),
         name = %cr.name_any(),
     );
-    let result = step::<A>(&cr, &ctx).instrument(span).await;
     let reference = ObjectRef::from_obj(cr.as_ref());
-    match result {
-        Ok(Step::Done(action)) => {
-            ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
-            Ok(action)
+    let timer = ctx.config.metrics.as_ref().map(|m| m.start(&ctx.controller, reference.to_string()));
+    let result = step::<A>(&cr, &ctx).instrument(span).await;
+    let result = match result {
+        Ok(Step::Done(requeue)) => Ok(requeue),
+        Ok(Step::Report(outcome, external_id, at_provider, requeue)) => {
+            write_status::<A>(&cr, &ctx, &outcome, external_id, at_provider).await.map(|()| requeue)
         }
-        Ok(Step::Report(outcome, external_id, at_provider, action)) => {
-            write_status::<A>(&cr, &ctx, &outcome, external_id, at_provider).await?;
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(requeue) => {
             ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
-            Ok(action)
+            if let Some(timer) = timer {
+                timer.finish(Ok(requeue));
+            }
+            Ok(requeue.map_or_else(Action::await_change, Action::requeue))
         }
         Err(error) => {
-            tracing::warn!(%error, reason = error.reason(), "reconcile failed");
-            let synced_before = cr
-                .managed_status()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::SYNCED))
-                .map(|c| c.reason.clone());
-            if synced_before.as_deref() != Some(error.reason()) {
-                ctx.event(&cr, true, error.reason(), "Reconcile", error.to_string()).await;
-            }
-            let previous_ready = cr
-                .managed_status()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::READY))
-                .map(|c| (c.status == tether_api::ConditionStatus::True, c.reason.clone(), c.message.clone()));
-            let ready = match previous_ready {
-                Some((true, _, message)) => (true, reasons::AVAILABLE, message),
-                _ => (false, error.reason(), error.to_string()),
-            };
-            let outcome = Outcome {
-                ready,
-                synced: Err((error.reason(), error.to_string())),
-                converging: false,
-                stalled: error.is_terminal(),
-            };
-            if !matches!(error, Error::Kube(_))
-                && let Err(write) = write_status::<A>(&cr, &ctx, &outcome, None, None).await
-            {
-                tracing::warn!(error = %write, "could not record the failure in status");
+            report_failure::<A>(&cr, &ctx, &error).await;
+            let retry = retry_delay::<A>(&cr, &error, &ctx);
+            ctx.retries.lock().unwrap_or_else(|p| p.into_inner()).insert(reference, retry);
+            if let Some(timer) = timer {
+                timer.finish(Err((error.reason(), retry)));
             }
             Err(error)
         }
     }
 }
 
+/// Records a failure in the resource's status (and an Event when the reason is new).
+async fn report_failure<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, error: &Error) {
+    tracing::warn!(%error, reason = error.reason(), "reconcile failed");
+    let synced_before = cr
+        .managed_status()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::SYNCED))
+        .map(|c| c.reason.clone());
+    if synced_before.as_deref() != Some(error.reason()) {
+        ctx.event(cr, true, error.reason(), "Reconcile", error.to_string()).await;
+    }
+    let previous_ready = cr
+        .managed_status()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::READY))
+        .map(|c| (c.status == tether_api::ConditionStatus::True, c.reason.clone(), c.message.clone()));
+    let ready = match previous_ready {
+        Some((true, _, message)) => (true, reasons::AVAILABLE, message),
+        _ => (false, error.reason(), error.to_string()),
+    };
+    let outcome = Outcome {
+        ready,
+        synced: Err((error.reason(), error.to_string())),
+        converging: false,
+        stalled: error.is_terminal(),
+    };
+    if !matches!(error, Error::Kube(_))
+        && let Err(write) = write_status::<A>(cr, ctx, &outcome, None, None).await
+    {
+        tracing::warn!(error = %write, "could not record the failure in status");
+    }
+}
+
+/// Looks again when [`reconcile`] decided on its failure.
+pub fn error_policy<A: Adapter>(cr: Arc<A::Resource>, error: &Error, ctx: Arc<Context<A>>) -> Action {
+    let reference = ObjectRef::from_obj(cr.as_ref());
+    let decided = ctx.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+    Action::requeue(decided.unwrap_or_else(|| retry_delay::<A>(&cr, error, &ctx)))
+}
+
 /// When to look again after a failure: at the platform's Retry-After when throttled, at the drift period
 /// when only a spec change can help, else after a per-object exponential backoff (reset by a success).
-pub fn error_policy<A: Adapter>(cr: Arc<A::Resource>, error: &Error, ctx: Arc<Context<A>>) -> Action {
+fn retry_delay<A: Adapter>(cr: &A::Resource, error: &Error, ctx: &Context<A>) -> Duration {
     if let Error::Platform { source: PlatformError::Throttled { retry_after: Some(wait) }, .. } = error {
-        return Action::requeue(*wait);
+        return *wait;
     }
     if error.is_terminal() {
-        return Action::requeue(jitter(poll_interval(cr.as_ref(), &ctx.config)));
+        return jitter(poll_interval(cr, &ctx.config));
     }
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let count = failures.entry(ObjectRef::from_obj(cr.as_ref())).or_default();
+    let count = failures.entry(ObjectRef::from_obj(cr)).or_default();
     *count = count.saturating_add(1);
-    let backoff = ctx.config.backoff.saturating_mul(1 << (*count - 1).min(16)).min(ctx.config.max_backoff);
-    Action::requeue(jitter(backoff))
+    jitter(ctx.config.backoff.saturating_mul(1 << (*count - 1).min(16)).min(ctx.config.max_backoff))
 }
+
+/// When to look again: after this long, or (`None`) only when something changes.
+type Requeue = Option<Duration>;
 
 enum Step<O> {
     /// Nothing to record (deleted, or the finalizer just released).
-    Done(Action),
+    Done(Requeue),
     /// Record this outcome, then requeue.
-    Report(Outcome, Option<String>, Option<O>, Action),
+    Report(Outcome, Option<String>, Option<O>, Requeue),
 }
 
 type StepResult<A> = Result<Step<<<A as Adapter>::Resource as ManagedResource>::Observation>>;
@@ -283,8 +323,8 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
     if cr.meta().deletion_timestamp.is_some() {
         return ensure_absent::<A>(cr, ctx).await;
     }
-    let converge = Action::requeue(ctx.config.converge_interval);
-    let settled = Action::requeue(jitter(poll_interval(cr, &ctx.config)));
+    let converge = Some(ctx.config.converge_interval);
+    let settled = Some(jitter(poll_interval(cr, &ctx.config)));
     if cr.annotations().get(PAUSED).is_some_and(|v| v == "true") {
         let outcome = Outcome {
             ready: previous_ready(cr),
@@ -368,7 +408,7 @@ fn previous_ready<K: ManagedResource>(cr: &K) -> (bool, &'static str, String) {
 /// finalizer.
 async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
     if !cr.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Step::Done(Action::await_change()));
+        return Ok(Step::Done(None));
     }
     let paused = cr.annotations().get(PAUSED).is_some_and(|v| v == "true");
     if cr.deletes_remote() && !cr.observe_only() && !paused {
@@ -388,12 +428,7 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
             if deletion == Deletion::InProgress {
                 let outcome =
                     not_ready(reasons::DELETING, "waiting for the platform to delete the remote object".into(), true);
-                return Ok(Step::Report(
-                    outcome,
-                    Some(external_id),
-                    None,
-                    Action::requeue(ctx.config.converge_interval),
-                ));
+                return Ok(Step::Report(outcome, Some(external_id), None, Some(ctx.config.converge_interval)));
             }
             tracing::info!(%external_id, "deleted the remote object");
             ctx.event(cr, false, "Deleted", "Delete", format!("deleted {external_id}")).await;
@@ -402,7 +437,7 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
     let remaining: Vec<String> = cr.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     patch_finalizers(cr, ctx, remaining).await?;
     ctx.dependencies.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(cr));
-    Ok(Step::Done(Action::await_change()))
+    Ok(Step::Done(None))
 }
 
 async fn ensure_finalizer<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> Result<()> {

@@ -206,7 +206,19 @@ impl Http {
                 if let Some(limiter) = &self.limiter {
                     limiter.until_ready().await;
                 }
+                let attempt_started = Instant::now();
                 let outcome = self.attempt(&call).await;
+                let code = match &outcome {
+                    Ok((status, _, _)) => Some(status.as_u16()),
+                    Err(failure) => failure.status.map(|s| s.as_u16()),
+                };
+                crate::metrics::attempt(
+                    self.dialect.platform,
+                    call.method.as_str(),
+                    call.route,
+                    code,
+                    attempt_started.elapsed(),
+                );
                 let span = tracing::Span::current();
                 span.record("attempts", attempt);
                 span.record("latency_ms", started.elapsed().as_millis() as u64);
@@ -225,10 +237,14 @@ impl Http {
                             Retry::Never => false,
                         };
                         if !safe || attempt >= self.config.max_attempts {
+                            crate::metrics::failure(self.dialect.platform, &error);
                             return Err(error);
                         }
                         match retry_after {
-                            Some(wait) if wait > self.config.max_retry_after => return Err(error),
+                            Some(wait) if wait > self.config.max_retry_after => {
+                                crate::metrics::failure(self.dialect.platform, &error);
+                                return Err(error);
+                            }
                             Some(wait) => (error, wait.max(self.backoff(attempt) / 4)),
                             None => (error, self.backoff(attempt)),
                         }

@@ -4,6 +4,8 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+mod operator;
+
 /// Tether keeps application services on remote ML/data platforms (Iguazio, Civis, Apolo, UbiOps, Peak)
 /// in the state declared by Kubernetes custom resources of group tether.dev.
 #[derive(Parser, Debug)]
@@ -31,21 +33,7 @@ enum Command {
     Sim(SimArgs),
     /// Run the operator: reconcile the Tether resources of the cluster (kubeconfig from $KUBECONFIG or
     /// in-cluster) until SIGTERM or SIGINT: AppService, CivisService, ApoloApp, UbiService and PeakWebapp.
-    Run(RunArgs),
-}
-
-#[derive(clap::Args, Debug)]
-struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "TETHER_NAMESPACE")]
-    namespace: Option<String>,
-    /// Drift-check period of settled resources, in seconds (jittered ±10 %; a resource can set its own with
-    /// the annotation tether.dev/poll-interval).
-    #[arg(long, env = "TETHER_POLL_INTERVAL_SECONDS", default_value_t = 600)]
-    poll_interval_seconds: u64,
-    /// Log format: pretty or json.
-    #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
-    log_format: String,
+    Run(operator::RunArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -83,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Sim(args) => run_sim(args)?,
-        Command::Run(args) => run_operator(args)?,
+        Command::Run(args) => operator::run(args)?,
     }
     Ok(())
 }
@@ -133,52 +121,5 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         None => println!("{json}"),
     }
     tokio::signal::ctrl_c().await?;
-    Ok(())
-}
-
-#[tokio::main]
-async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("no Kubernetes API to talk to (set KUBECONFIG or run in a cluster): {e}"))?;
-    // Fail fast, with a hint, when the CRDs are not installed.
-    let probe: kube::Api<tether_api::UbiService> = kube::Api::all(client.clone());
-    probe.list(&kube::api::ListParams::default().limit(1)).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot list UbiServices ({e}); are the CRDs installed? tether crds | kubectl apply --server-side -f -"
-        )
-    })?;
-    let config = tether_controller::Config {
-        poll_interval: std::time::Duration::from_secs(args.poll_interval_seconds.max(1)),
-        ..Default::default()
-    };
-    tracing::info!(namespace = args.namespace.as_deref().unwrap_or("(all)"), "tether running");
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-    };
-    use futures::FutureExt as _;
-    use tether_controller::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
-    let shutdown = shutdown.boxed().shared();
-    let ns = args.namespace.as_deref();
-    tokio::join!(
-        tether_controller::run::<Iguazio>(client.clone(), ns, config.clone(), shutdown.clone()),
-        tether_controller::run::<Civis>(client.clone(), ns, config.clone(), shutdown.clone()),
-        tether_controller::run::<Apolo>(client.clone(), ns, config.clone(), shutdown.clone()),
-        tether_controller::run::<UbiOps>(client.clone(), ns, config.clone(), shutdown.clone()),
-        tether_controller::run::<Peak>(client, ns, config, shutdown),
-    );
     Ok(())
 }

@@ -3,59 +3,14 @@
 //! as an admin uses them, and a `kill -9` of the operator while it creates, with the answers of the first
 //! Civis and Apolo creates lost on the way: after a restart, each example has exactly one remote object.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::{Operator, kubectl, operator, sample_sum, tether, wait_for_file};
 use serde_json::{Value, json};
-use tether_testenv::{TestNamespace, control_plane, repo_root};
-
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tether(args: &[&str], log: &Path) -> Process {
-    let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(args)
-        .env("KUBECONFIG", control_plane().kubeconfig())
-        .env("RUST_LOG", "info,tether_controller=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("tether starts");
-    Process(child)
-}
-
-fn kubectl(args: &[&str]) -> Output {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", control_plane().kubeconfig())
-        .output()
-        .expect("kubectl is on PATH");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn wait_for_file(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use tether_testenv::{TestNamespace, repo_root};
 
 async fn sim_json(origin: &str, path: &str) -> Value {
     reqwest::get(format!("{origin}{path}")).await.unwrap().json().await.unwrap()
@@ -113,12 +68,11 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
     kubectl(&["apply", "-n", &ns.name, "-f", examples.to_str().unwrap()]);
     kubectl(&["apply", "-n", &ns.name, "-f", connections.to_str().unwrap()]);
 
-    let run = ["run", "--namespace", ns.name.as_str(), "--poll-interval-seconds", "5"];
-    let first = tether(&run, &dir.join("operator-1.log"));
+    let first = operator(&ns.name, &[], dir.join("operator-1.log"));
     // Let it get into its creates, then kill it without a chance to clean up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    drop(first);
-    let _second = tether(&run, &dir.join("operator-2.log"));
+    drop(first.process);
+    let second = operator(&ns.name, &[], dir.join("operator-2.log"));
 
     let mut wait = vec!["wait", "-n", ns.name.as_str(), "--for=condition=Ready", "--timeout=120s"];
     wait.extend(EXAMPLES);
@@ -145,8 +99,102 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
         assert_eq!((row[1], row[2]), ("True", "True"), "{table}");
     }
     // The lost answers did happen: the first operator, or the second, saw them.
-    let logs = ["operator-1.log", "operator-2.log"].map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default());
+    let logs = [&first.log, &second.log].map(|f| std::fs::read_to_string(f).unwrap_or_default());
     let lost = logs.iter().map(|l| l.matches("undecodable response").count()).sum::<usize>();
     assert!(lost >= 2, "expected the two lost create answers in the logs, saw {lost}");
+
+    // The probes answer, and /metrics carries controller-runtime's names and the platform metrics.
+    assert_eq!(reqwest::get(format!("{}/healthz", second.probes)).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(format!("{}/readyz", second.probes)).await.unwrap().status(), 200);
+    let page = reqwest::get(&second.metrics).await.unwrap().text().await.unwrap();
+    for name in [
+        "controller_runtime_reconcile_total",
+        "controller_runtime_reconcile_time_seconds_count",
+        "controller_runtime_active_workers",
+        "tether_platform_requests_total",
+        "tether_platform_request_duration_seconds_count",
+    ] {
+        let value = sample_sum(&page, name).unwrap_or_else(|| panic!("{name} missing from /metrics:\n{page}"));
+        assert!(value > 0.0 || name == "controller_runtime_active_workers", "{name} = {value}");
+    }
+    assert!(sample_sum(&page, "workqueue_depth").is_some(), "workqueue_depth missing:\n{page}");
+    // A refused call is counted as a reconcile error and as a platform error of its class.
+    let ubiops = origin(sims["ubiops"]["url"].as_str().unwrap());
+    let fault = json!({"method": "GET", "route": "/v2.1/projects/{project_name}/services/{service_name}",
+                       "status": 401, "times": 1});
+    http.post(format!("{ubiops}/_sim/faults")).json(&fault).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = reqwest::get(&second.metrics).await.unwrap().text().await.unwrap();
+        let errors = sample_sum(&page, "controller_runtime_reconcile_errors_total").unwrap_or(0.0);
+        let unauthorized = page
+            .lines()
+            .any(|l| l.starts_with("tether_platform_errors_total{") && l.contains(r#"class="Unauthorized""#));
+        if errors > 0.0 && unauthorized {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the refused call was not counted:\n{page}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn two_replicas_one_leader_and_a_takeover_after_kill_9() {
+    let ns = TestNamespace::new("leader").await;
+    let dir: PathBuf = std::env::temp_dir().join(format!("tether-{}", ns.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (endpoints, connections) = (dir.join("endpoints.json"), dir.join("connections.yaml"));
+    let _sim = tether(
+        &[
+            "sim",
+            "--platforms",
+            "ubiops",
+            "--delay-ms",
+            "100",
+            "--endpoints-file",
+            endpoints.to_str().unwrap(),
+            "--connections-file",
+            connections.to_str().unwrap(),
+        ],
+        &dir.join("sim.log"),
+    );
+    wait_for_file(&endpoints);
+    kubectl(&["apply", "-n", &ns.name, "-f", repo_root().join("examples/ubiservice.yaml").to_str().unwrap()]);
+    kubectl(&["apply", "-n", &ns.name, "-f", connections.to_str().unwrap()]);
+
+    let lease = format!("tether-{}", ns.name);
+    let election = ["--leader-election", "--leader-election-namespace", &ns.name, "--leader-election-lease", &lease];
+    let a = operator(&ns.name, &election, dir.join("a.log"));
+    let b = operator(&ns.name, &election, dir.join("b.log"));
+    kubectl(&["wait", "-n", &ns.name, "--for=condition=Ready", "ubiservice/scoring-api", "--timeout=60s"]);
+
+    // One leads and reconciles; the other is ready, waits, and reconciles nothing.
+    let leads = |op: &Operator| std::fs::read_to_string(&op.log).unwrap_or_default().contains("leading: starting");
+    let (leader, standby) = if leads(&a) { (a, b) } else { (b, a) };
+    assert!(leads(&leader) && !leads(&standby), "exactly one leader");
+    assert_eq!(reqwest::get(format!("{}/readyz", standby.probes)).await.unwrap().status(), 200);
+    let reconciles = |page: &str| sample_sum(page, "controller_runtime_reconcile_total").unwrap_or(0.0);
+    let standby_page = reqwest::get(&standby.metrics).await.unwrap().text().await.unwrap();
+    let leader_page = reqwest::get(&leader.metrics).await.unwrap().text().await.unwrap();
+    assert!(reconciles(&leader_page) > 0.0);
+    assert_eq!(reconciles(&standby_page), 0.0, "the standby reconciled");
+
+    // kill -9 the leader: the standby takes over within the Lease's 10 s and applies a change.
+    let killed = Instant::now();
+    drop(leader.process);
+    kubectl(&["patch", "-n", &ns.name, "ubiservice/scoring-api", "--type=merge", "-p", r#"{"spec":{"port":9090}}"#]);
+    while !leads(&standby) {
+        assert!(killed.elapsed() < Duration::from_secs(15), "no takeover within 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let takeover = killed.elapsed();
+    let generation = "jsonpath={.status.observedGeneration}=2";
+    kubectl(&["wait", "-n", &ns.name, &format!("--for={generation}"), "ubiservice/scoring-api", "--timeout=30s"]);
+    eprintln!(
+        "takeover after kill -9: {:.1} s; change applied after {:.1} s",
+        takeover.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

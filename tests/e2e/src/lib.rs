@@ -128,6 +128,7 @@ pub fn test_config() -> tether_controller::Config {
         converge_interval: std::time::Duration::from_millis(100),
         backoff: std::time::Duration::from_millis(500),
         max_backoff: std::time::Duration::from_secs(2),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,140 @@
+//! Reconcile metrics with controller-runtime's names and labels, so the dashboards and alerts written for
+//! Go operators work unchanged (`controller` is the kind, e.g. `ubiservice`):
+//!
+//! - `controller_runtime_reconcile_total{controller, result}`: result `success`, `requeue_after` or `error`;
+//! - `controller_runtime_reconcile_errors_total{controller}`;
+//! - `controller_runtime_reconcile_time_seconds{controller}` (histogram);
+//! - `controller_runtime_active_workers{controller}`: reconciles running now;
+//! - `workqueue_depth{name}`: resources whose next reconcile is due but has not started (kube-runtime keeps
+//!   its queue private, so Tether counts the due times it asked for);
+//! - `tether_reconcile_failures_total{controller, reason}`: failures by condition reason.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    controller: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    controller: String,
+    reason: &'static str,
+}
+
+/// The reconcile metrics of every controller of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    reconciles: Family<ResultLabels, Counter>,
+    errors: Family<ControllerLabels, Counter>,
+    time: Family<ControllerLabels, Histogram>,
+    active: Family<ControllerLabels, Gauge>,
+    depth: Family<QueueLabels, Gauge>,
+    failures: Family<ReasonLabels, Counter>,
+    /// Per controller: when each resource's next reconcile is due.
+    due: Mutex<HashMap<String, HashMap<String, Instant>>>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them into `registry`.
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let metrics = Self {
+            reconciles: Family::default(),
+            errors: Family::default(),
+            time: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
+            active: Family::default(),
+            depth: Family::default(),
+            failures: Family::default(),
+            due: Mutex::default(),
+        };
+        registry.register("controller_runtime_reconcile", "Reconciles, by result", metrics.reconciles.clone());
+        registry.register("controller_runtime_reconcile_errors", "Reconciles that failed", metrics.errors.clone());
+        registry.register("controller_runtime_reconcile_time_seconds", "Time per reconcile", metrics.time.clone());
+        registry.register("controller_runtime_active_workers", "Reconciles running now", metrics.active.clone());
+        registry.register("workqueue_depth", "Resources whose reconcile is due but not started", metrics.depth.clone());
+        registry.register(
+            "tether_reconcile_failures",
+            "Failed reconciles, by condition reason",
+            metrics.failures.clone(),
+        );
+        Arc::new(metrics)
+    }
+
+    /// A reconcile of `object` starts; the returned guard records its end.
+    pub(crate) fn start(self: &Arc<Self>, controller: &str, object: String) -> ReconcileTimer {
+        let labels = ControllerLabels { controller: controller.to_string() };
+        self.active.get_or_create(&labels).inc();
+        if let Some(due) = self.due.lock().unwrap_or_else(|p| p.into_inner()).get_mut(controller) {
+            due.remove(&object);
+        }
+        self.refresh_depth(controller);
+        ReconcileTimer { metrics: self.clone(), controller: controller.to_string(), object, started: Instant::now() }
+    }
+
+    fn refresh_depth(&self, controller: &str) {
+        let now = Instant::now();
+        let due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        let waiting = due.get(controller).map_or(0, |d| d.values().filter(|at| **at <= now).count());
+        self.depth.get_or_create(&QueueLabels { name: controller.to_string() }).set(waiting as i64);
+    }
+
+    /// Brings every `workqueue_depth` up to date (called periodically: time makes requeues due).
+    pub fn tick(&self) {
+        let controllers: Vec<String> = self.due.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        for controller in controllers {
+            self.refresh_depth(&controller);
+        }
+    }
+}
+
+/// Records the end of one reconcile.
+pub(crate) struct ReconcileTimer {
+    metrics: Arc<Metrics>,
+    controller: String,
+    object: String,
+    started: Instant,
+}
+
+impl ReconcileTimer {
+    /// The reconcile ended: `Ok(requeue)` or the failure's reason and its retry delay.
+    pub(crate) fn finish(self, outcome: Result<Option<Duration>, (&'static str, Duration)>) {
+        let m = &self.metrics;
+        let labels = ControllerLabels { controller: self.controller.clone() };
+        m.time.get_or_create(&labels).observe(self.started.elapsed().as_secs_f64());
+        m.active.get_or_create(&labels).dec();
+        let (result, next) = match outcome {
+            Ok(None) => ("success", None),
+            Ok(Some(after)) => ("requeue_after", Some(after)),
+            Err((reason, after)) => {
+                m.errors.get_or_create(&labels).inc();
+                m.failures.get_or_create(&ReasonLabels { controller: self.controller.clone(), reason }).inc();
+                ("error", Some(after))
+            }
+        };
+        m.reconciles.get_or_create(&ResultLabels { controller: self.controller.clone(), result }).inc();
+        if let Some(after) = next {
+            let mut due = m.due.lock().unwrap_or_else(|p| p.into_inner());
+            due.entry(self.controller.clone()).or_default().insert(self.object, Instant::now() + after);
+        }
+    }
+}

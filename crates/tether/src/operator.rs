@@ -1,0 +1,268 @@
+//! `tether run`: the operator process. One controller per kind (and per watched namespace), Prometheus
+//! metrics, liveness and readiness probes, leader election on a Lease, and a graceful stop on SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
+use prometheus_client::registry::Registry;
+use tether_controller::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
+use tether_controller::{Config, Metrics};
+
+/// Settings of `tether run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Namespaces to watch, comma-separated (default: all namespaces).
+    #[arg(long, env = "TETHER_NAMESPACES", value_delimiter = ',', value_name = "NS")]
+    namespace: Vec<String>,
+    /// Drift-check period of settled resources, in seconds (jittered ±10 %; a resource can set its own with
+    /// the annotation tether.dev/poll-interval).
+    #[arg(long, env = "TETHER_POLL_INTERVAL_SECONDS", default_value_t = 600)]
+    poll_interval_seconds: u64,
+    /// Most reconciles of one kind running at once (0: no limit).
+    #[arg(long, env = "TETHER_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// Log format: pretty or json.
+    #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    log_format: String,
+    /// Address of the Prometheus endpoint (/metrics); `off` for none.
+    #[arg(long, env = "TETHER_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: String,
+    /// Address of the probes (/healthz, /readyz); `off` for none.
+    #[arg(long, env = "TETHER_PROBE_ADDR", default_value = "0.0.0.0:8081")]
+    probe_addr: String,
+    /// Reconcile only while holding the Lease, so several replicas can run with one active. Needed with
+    /// more than one replica (the Helm chart turns it on).
+    #[arg(long, env = "TETHER_LEADER_ELECTION", default_value_t = false)]
+    leader_election: bool,
+    /// Namespace of the Lease (default: the pod's, from $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "TETHER_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, env = "TETHER_LEADER_ELECTION_LEASE", default_value = "tether-leader")]
+    leader_election_lease: String,
+    /// How long a leader's Lease holds without renewal: a stopped leader is replaced within about this long.
+    #[arg(long, env = "TETHER_LEADER_ELECTION_LEASE_SECONDS", default_value_t = 10)]
+    lease_seconds: u64,
+}
+
+/// Runs the operator until SIGTERM or SIGINT (or, with leader election, until the Lease is lost).
+#[tokio::main]
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let client = client(&args).await?;
+    // Fail fast, with a hint, when the CRDs are not installed.
+    let probe: kube::Api<tether_api::UbiService> = kube::Api::all(client.clone());
+    probe.list(&kube::api::ListParams::default().limit(1)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot list UbiServices ({e}); are the CRDs installed? tether crds | kubectl apply --server-side -f -"
+        )
+    })?;
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    tether_platforms::metrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let stop = shutdown_signal().boxed().shared();
+    serve(&args.metrics_addr, metrics_router(registry), "metrics").await?;
+    serve(&args.probe_addr, probe_router(ready.clone()), "probes").await?;
+    tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                metrics.tick();
+            }
+        }
+    });
+
+    let config = Config {
+        poll_interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
+        concurrency: args.concurrency,
+        metrics: Some(metrics),
+        ..Default::default()
+    };
+    let namespaces: Vec<Option<String>> =
+        if args.namespace.is_empty() { vec![None] } else { args.namespace.iter().cloned().map(Some).collect() };
+    tracing::info!(namespaces = ?args.namespace, leader_election = args.leader_election, "tether running");
+
+    if !args.leader_election {
+        ready.store(true, Ordering::Relaxed);
+        controllers(client, &namespaces, config, stop).await;
+        return Ok(());
+    }
+
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let lease_seconds = args.lease_seconds.max(3);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_lease)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(lease_seconds)
+        .with_grace((lease_seconds / 3).max(1))
+        .build()
+        .await
+        .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{}: {e}", args.leader_election_lease))?;
+    let (mut leading, election) = manager.watch().await;
+    // A standby replica is ready: it serves probes and takes over when the leader goes.
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(%identity, lease = %args.leader_election_lease, %namespace, "waiting to lead");
+    loop {
+        if *leading.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leading.changed() => changed.map_err(|_| anyhow::anyhow!("leader election stopped"))?,
+            () = stop.clone() => return Ok(()),
+        }
+    }
+    tracing::info!(%identity, "leading: starting the controllers");
+    let lost = {
+        let mut leading = leading.clone();
+        async move {
+            while *leading.borrow_and_update() {
+                if leading.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    let lost = lost.shared();
+    let until = futures::future::select(stop.clone(), lost.clone()).map(|_| ()).boxed().shared();
+    controllers(client, &namespaces, config, until).await;
+    if lost.now_or_never().is_some() {
+        anyhow::bail!("lost the Lease {}: stopping so that a single replica reconciles", args.leader_election_lease);
+    }
+    // Dropping the receiver releases the Lease, so a standby takes over at once.
+    drop(leading);
+    let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+    Ok(())
+}
+
+/// Every kind's controller, for every watched namespace, until `stop`.
+async fn controllers(
+    client: kube::Client,
+    namespaces: &[Option<String>],
+    config: Config,
+    stop: Shared<BoxFuture<'static, ()>>,
+) {
+    let mut all = Vec::new();
+    for ns in namespaces {
+        let ns = ns.as_deref();
+        all.push(tether_controller::run::<Iguazio>(client.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(tether_controller::run::<Civis>(client.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(tether_controller::run::<Apolo>(client.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(tether_controller::run::<UbiOps>(client.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(tether_controller::run::<Peak>(client.clone(), ns, config.clone(), stop.clone()).boxed());
+    }
+    futures::future::join_all(all).await;
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn client(args: &RunArgs) -> anyhow::Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| anyhow::anyhow!("no Kubernetes API to talk to (set KUBECONFIG or run in a cluster): {e}"))?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "tether".into())
+}
+
+/// Binds `addr` (unless `off`) and serves `router` in the background; a bind failure stops the start.
+async fn serve(addr: &str, router: Router, what: &'static str) -> anyhow::Result<()> {
+    if addr == "off" {
+        return Ok(());
+    }
+    let addr: SocketAddr = addr.parse().map_err(|e| anyhow::anyhow!("--{what} address {addr:?}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("{what} on {addr}: {e}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving {what}");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the {what} server stopped");
+        }
+    });
+    Ok(())
+}
+
+fn metrics_router(registry: Arc<Registry>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                    Ok(()) => (
+                        StatusCode::OK,
+                        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        text,
+                    ),
+                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], e.to_string()),
+                }
+            }
+        }),
+    )
+}
+
+fn probe_router(ready: Arc<AtomicBool>) -> Router {
+    Router::new().route("/healthz", get(|| async { "ok" })).route(
+        "/readyz",
+        get(move || {
+            let ready = ready.clone();
+            async move {
+                if ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }
+        }),
+    )
+}

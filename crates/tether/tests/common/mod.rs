@@ -1,0 +1,133 @@
+//! Helpers of the tests that run the `tether` binary: processes that die with the test, kubectl against
+//! the test control plane, free ports, Prometheus text.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tether_testenv::control_plane;
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn tether(args: &[&str], log: &Path) -> Process {
+    let log = std::fs::File::create(log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(args)
+        .env("KUBECONFIG", control_plane().kubeconfig())
+        .env("RUST_LOG", "info,tether_controller=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("tether starts");
+    Process(child)
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `tether run` on `namespace` with its metrics and probes on free loopback ports.
+pub struct Operator {
+    pub process: Process,
+    pub metrics: String,
+    pub probes: String,
+    pub log: PathBuf,
+}
+
+pub fn operator(namespace: &str, extra: &[&str], log: PathBuf) -> Operator {
+    let (metrics, probes) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let mut args = vec!["run", "--namespace", namespace, "--poll-interval-seconds", "5"];
+    args.extend(["--metrics-addr", &metrics, "--probe-addr", &probes]);
+    args.extend(extra);
+    let process = tether(&args, &log);
+    Operator { process, metrics: format!("http://{metrics}/metrics"), probes: format!("http://{probes}"), log }
+}
+
+/// The value of every sample of `name` (any labels) in a Prometheus text page, summed; `None` if absent.
+pub fn sample_sum(page: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = page
+        .lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+pub fn kubectl(args: &[&str]) -> Output {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", control_plane().kubeconfig())
+        .output()
+        .expect("kubectl is on PATH");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// kubectl with `input` on its standard input; panics with its output when it fails.
+pub fn kubectl_with_input(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", control_plane().kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl is on PATH");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write to kubectl");
+    let out = child.wait_with_output().expect("kubectl ran");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The helm binary: $TETHER_HELM (make sets it), else built once by tools/helm/build.sh.
+pub fn helm() -> PathBuf {
+    if let Some(path) = std::env::var_os("TETHER_HELM") {
+        return PathBuf::from(path);
+    }
+    let script = tether_testenv::repo_root().join("tools/helm/build.sh");
+    let out = Command::new(&script).stderr(Stdio::inherit()).output().expect("tools/helm/build.sh runs");
+    assert!(out.status.success(), "tools/helm/build.sh failed");
+    PathBuf::from(String::from_utf8(out.stdout).expect("a path").trim())
+}
+
+/// Runs helm; returns its standard output, panicking with its error output when it fails.
+pub fn run_helm(args: &[&str]) -> String {
+    let out = Command::new(helm()).args(args).output().expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
