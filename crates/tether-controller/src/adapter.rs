@@ -145,6 +145,9 @@ pub trait Adapter: Send + Sync + 'static {
     /// Builds a client for an account.
     fn connect(account: &Account) -> Result<Self::Client, PlatformError>;
 
+    /// One cheap authenticated call: whether the platform answers and accepts the account's credentials.
+    fn verify(client: &Self::Client) -> impl Future<Output = Result<(), PlatformError>> + Send;
+
     /// Finds the remote object (by the recorded id, else by the natural key) and compares it with the spec.
     fn observe(
         client: &Self::Client,

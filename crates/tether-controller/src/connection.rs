@@ -105,9 +105,22 @@ pub async fn resolve(
             reference.name, settings.platform
         )));
     }
+    account(client, &settings, secret_namespace.as_deref(), &identity, dependencies).await
+}
+
+/// The account of one connection's settings: its HTTP settings and credentials read from their Secrets
+/// (in `secret_namespace` for a Connection; a ClusterConnection's selectors name theirs). `identity` names
+/// the connection in the account's fingerprint.
+pub async fn account(
+    client: &Client,
+    settings: &ConnectionSettings,
+    secret_namespace: Option<&str>,
+    identity: &str,
+    dependencies: &mut Vec<Dependency>,
+) -> Result<Account> {
     let (credentials, versions) =
-        read_credentials(client, &settings.credentials, secret_namespace.as_deref(), dependencies).await?;
-    Ok(Account { http: http_config(&settings)?, credentials, fingerprint: format!("{identity} {versions}") })
+        read_credentials(client, &settings.credentials, secret_namespace, dependencies).await?;
+    Ok(Account { http: http_config(settings)?, credentials, fingerprint: format!("{identity} {versions}") })
 }
 
 fn http_config(settings: &ConnectionSettings) -> Result<HttpConfig> {

@@ -6,6 +6,7 @@
 pub mod adapter;
 pub mod adapters;
 pub mod connection;
+pub mod connection_status;
 pub mod error;
 pub mod metrics;
 pub mod reconciler;

@@ -127,6 +127,16 @@ impl Client {
         Call::new(method, route, format!("{}/{rest}", self.scope))
     }
 
+    /// `GET /api/v1/config`: whether the token is accepted (`authorized`); a refused token is
+    /// [`Error::Unauthorized`].
+    pub async fn authorized(&self) -> Result<()> {
+        let config: Value = self.http.json(Call::new(Method::GET, "/api/v1/config", "api/v1/config")).await?;
+        match config.get("authorized").and_then(Value::as_bool) {
+            Some(false) => Err(Error::Unauthorized("the platform does not accept the token".into())),
+            _ => Ok(()),
+        }
+    }
+
     /// Apps of the scope in any of `states` (all states when empty), every page.
     pub async fn list(&self, states: &[&str]) -> Result<Vec<App>> {
         let mut out = Vec::new();

@@ -153,16 +153,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every kind's controller, for every watched namespace, until `stop`.
+/// Every kind's controller and the Connections' status, for every watched namespace, until `stop`.
 async fn controllers(
     client: kube::Client,
     namespaces: &[Option<String>],
     config: Config,
     stop: Shared<BoxFuture<'static, ()>>,
 ) {
-    let mut all = Vec::new();
+    use tether_controller::connection_status::{run_cluster_connections, run_connections};
+    let mut all = vec![run_cluster_connections(client.clone(), config.clone(), stop.clone()).boxed()];
     for ns in namespaces {
         let ns = ns.as_deref();
+        all.push(run_connections(client.clone(), ns, config.clone(), stop.clone()).boxed());
         all.push(tether_controller::run::<Iguazio>(client.clone(), ns, config.clone(), stop.clone()).boxed());
         all.push(tether_controller::run::<Civis>(client.clone(), ns, config.clone(), stop.clone()).boxed());
         all.push(tether_controller::run::<Apolo>(client.clone(), ns, config.clone(), stop.clone()).boxed());

@@ -87,11 +87,12 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
     // `kubectl get tether` shows every kind with its columns filled.
     let out = kubectl(&["get", "tether", "-n", &ns.name, "--no-headers"]);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|row| !row[0].contains("connection.tether.dev/"))
-        .collect();
+    let all: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).collect();
+    // Each Connection says the platform accepts its credentials: NAME PLATFORM ENDPOINT READY AGE.
+    let connections: Vec<&Vec<&str>> = all.iter().filter(|row| row[0].starts_with("connection.tether.dev/")).collect();
+    assert_eq!(connections.len(), 5, "{table}");
+    assert!(connections.iter().all(|row| row[3] == "True"), "{table}");
+    let rows: Vec<&Vec<&str>> = all.iter().filter(|row| !row[0].contains("connection.tether.dev/")).collect();
     assert_eq!(rows.len(), 5, "{table}");
     for row in &rows {
         // NAME READY SYNCED STATE EXTERNAL-ID AGE

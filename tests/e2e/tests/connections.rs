@@ -115,3 +115,63 @@ async fn deleting_with_its_connection_gone_says_what_to_do_and_resumes_when_it_i
     connections.create(&PostParams::default(), &again).await.unwrap();
     wait_until(&api, "held", "is deleted", |cr| cr.is_none()).await;
 }
+
+#[tokio::test]
+async fn a_connection_says_whether_the_platform_accepts_its_credentials() {
+    use tether_api::connection::Connection;
+    use tether_controller::connection_status::run_connections;
+    let ns = TestNamespace::new("conn4").await;
+    let sim = spawn("ubiops", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+    let client = ns.client.clone();
+    connect(&client, &ns.name, "ubiops", &sim.url, "token", "wrong-token").await;
+    let (c, n) = (client.clone(), ns.name.clone());
+    let _controller =
+        tokio::spawn(async move { run_connections(c, Some(&n), patient(), std::future::pending()).await });
+    let connections: Api<Connection> = Api::namespaced(client.clone(), &ns.name);
+    let ready = |conn: Option<&Connection>| {
+        let c = conn?.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
+        Some((format!("{:?}", c.status), c.reason.clone()))
+    };
+    wait_until(&connections, "ubiops", "reports the refused token", |c| {
+        ready(c) == Some(("False".into(), "Unauthorized".into()))
+    })
+    .await;
+
+    // The key is fixed: the Secret is watched, the Connection turns Ready without waiting for a period.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let fix = json!({"stringData": {"token": "test-token"}});
+    secrets.patch("ubiops", &PatchParams::default(), &Patch::Merge(fix)).await.unwrap();
+    let fixed =
+        wait_until(&connections, "ubiops", "is Ready", |c| ready(c) == Some(("True".into(), "Available".into())))
+            .await
+            .unwrap();
+    assert_eq!(fixed.status.unwrap().observed_generation, fixed.metadata.generation);
+}
+
+#[tokio::test]
+async fn every_adapter_verifies_credentials_with_its_platform() {
+    use std::collections::BTreeMap;
+    use tether_controller::adapter::Adapter;
+    use tether_controller::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak};
+    use tether_controller::connection::Account;
+    use tether_platforms::{HttpConfig, Secret as Credential};
+
+    async fn check<A: Adapter>(platform: &str, good: &[(&'static str, &str)]) {
+        let sim = spawn(platform, "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+        let account = |wrong: bool| {
+            let credentials: BTreeMap<&'static str, Credential> = good
+                .iter()
+                .map(|(k, v)| (*k, Credential::new(if wrong && *k != "username" { "wrong" } else { *v })))
+                .collect();
+            Account { http: HttpConfig::new(sim.url.parse().unwrap()), credentials, fingerprint: String::new() }
+        };
+        A::verify(&A::connect(&account(false)).unwrap()).await.unwrap_or_else(|e| panic!("{platform}: {e}"));
+        let refused = A::verify(&A::connect(&account(true)).unwrap()).await;
+        assert!(matches!(refused, Err(tether_platforms::Error::Unauthorized(_))), "{platform}: {refused:?}");
+    }
+    check::<Iguazio>("iguazio", &[("username", "admin"), ("accessKey", "test-key")]).await;
+    check::<Civis>("civis", &[("apiKey", "sim-key")]).await;
+    check::<Apolo>("apolo", &[("token", "tok")]).await;
+    check::<UbiOps>("ubiops", &[("token", "test-token")]).await;
+    check::<Peak>("peak", &[("apiKey", "sim-token")]).await;
+}

@@ -91,6 +91,10 @@ impl Adapter for Apolo {
         Client::new(account.http.clone(), account.credential("token")?, "", "", "")
     }
 
+    async fn verify(client: &Client) -> Result<(), PlatformError> {
+        client.authorized().await
+    }
+
     async fn observe(
         client: &Client,
         cr: &Request<'_, ApoloApp>,

@@ -112,6 +112,10 @@ impl Adapter for Iguazio {
         Ok(ManifestWriter::new(client, WriterTiming::default()))
     }
 
+    async fn verify(writer: &ManifestWriter) -> Result<(), PlatformError> {
+        writer.client().verify().await.map(drop)
+    }
+
     async fn observe(
         writer: &ManifestWriter,
         cr: &Request<'_, AppService>,

@@ -84,6 +84,10 @@ impl Adapter for Peak {
         Client::new(account.http.clone(), account.credential("apiKey")?)
     }
 
+    async fn verify(client: &Client) -> Result<(), PlatformError> {
+        client.tenant_metadata().await.map(drop)
+    }
+
     async fn observe(
         client: &Client,
         cr: &Request<'_, PeakWebapp>,

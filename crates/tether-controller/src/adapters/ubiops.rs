@@ -55,6 +55,10 @@ impl Adapter for UbiOps {
         Client::new(account.http.clone(), account.credential("token")?)
     }
 
+    async fn verify(client: &Client) -> Result<(), PlatformError> {
+        client.ping().await
+    }
+
     async fn observe(
         client: &Client,
         cr: &Request<'_, UbiService>,

@@ -193,6 +193,10 @@ impl Adapter for Civis {
         Client::new(account.http.clone(), account.credential("apiKey")?)
     }
 
+    async fn verify(client: &Client) -> Result<(), PlatformError> {
+        client.list(&ListOptions::default(), 1, 1).await.map(drop)
+    }
+
     async fn observe(
         client: &Client,
         cr: &Request<'_, CivisService>,

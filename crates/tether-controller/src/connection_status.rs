@@ -1,0 +1,204 @@
+//! Connections and ClusterConnections have a status too: `Ready` when their credentials are found and the
+//! platform accepts them (one cheap authenticated call, [`Adapter::verify`]), checked again every drift
+//! period and as soon as the connection or one of its Secrets changes. So a wrong key shows on the
+//! Connection itself, not only on the resources that use it.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tether_api::connection::{ClusterConnection, Connection, ConnectionSettings, ConnectionStatus};
+use tether_api::{Condition, ConditionStatus, Platform};
+use tether_platforms::Error as PlatformError;
+
+use crate::adapter::Adapter;
+use crate::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
+use crate::connection::{self, Dependency};
+use crate::error::Error;
+use crate::reconciler::{Config, FIELD_MANAGER};
+
+/// What the status controller needs of a Connection or a ClusterConnection.
+pub trait ConnectionObject:
+    Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// Endpoint, credentials and limits.
+    fn settings(&self) -> &ConnectionSettings;
+    /// Where its credential Secrets are: the Connection's namespace, or (`None`) each selector's own.
+    fn secret_namespace(&self) -> Option<String>;
+    /// The status as stored.
+    fn connection_status(&self) -> Option<&ConnectionStatus>;
+    /// The API of this object.
+    fn api(&self, client: kube::Client) -> Api<Self>;
+}
+
+impl ConnectionObject for Connection {
+    fn settings(&self) -> &ConnectionSettings {
+        &self.spec.settings
+    }
+    fn secret_namespace(&self) -> Option<String> {
+        self.namespace()
+    }
+    fn connection_status(&self) -> Option<&ConnectionStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+}
+
+impl ConnectionObject for ClusterConnection {
+    fn settings(&self) -> &ConnectionSettings {
+        &self.spec.settings
+    }
+    fn secret_namespace(&self) -> Option<String> {
+        None
+    }
+    fn connection_status(&self) -> Option<&ConnectionStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+}
+
+struct Context<K: ConnectionObject> {
+    client: kube::Client,
+    config: Config,
+    dependencies: Arc<Mutex<HashMap<ObjectRef<K>, Vec<Dependency>>>>,
+}
+
+/// Keeps the status of the Connections (of `namespace`, or all) until `shutdown` resolves.
+pub async fn run_connections(
+    client: kube::Client,
+    namespace: Option<&str>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (api, secrets) = match namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    run::<Connection>(client, api, secrets, config, shutdown).await;
+}
+
+/// Keeps the status of the ClusterConnections until `shutdown` resolves.
+pub async fn run_cluster_connections(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (api, secrets) = (Api::all(client.clone()), Api::all(client.clone()));
+    run::<ClusterConnection>(client, api, secrets, config, shutdown).await;
+}
+
+async fn run<K: ConnectionObject>(
+    client: kube::Client,
+    api: Api<K>,
+    secrets: Api<PartialObjectMeta<Secret>>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let context = Arc::new(Context::<K> { client, config, dependencies: Arc::default() });
+    let index = context.dependencies.clone();
+    Controller::new(api, watcher::Config::default())
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            let changed =
+                Dependency::Secret { namespace: secret.namespace().unwrap_or_default(), name: secret.name_any() };
+            let index = index.lock().unwrap_or_else(|p| p.into_inner());
+            index.iter().filter(|(_, deps)| deps.contains(&changed)).map(|(r, _)| r.clone()).collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<K>, |_, _, _| Action::requeue(Duration::from_secs(30)), context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection status failed");
+            }
+        })
+        .await;
+}
+
+async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> Result<Action, Error> {
+    let settings = conn.settings();
+    let identity = format!("{}/{}", K::kind(&()), conn.name_any());
+    let mut dependencies = Vec::new();
+    let account =
+        connection::account(&ctx.client, settings, conn.secret_namespace().as_deref(), &identity, &mut dependencies)
+            .await;
+    ctx.dependencies.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(conn.as_ref()), dependencies);
+    let verdict = match account {
+        Ok(account) => verify(settings.platform, &account).await.map_err(Error::platform("verify")),
+        Err(e) => Err(e),
+    };
+    let (ready, reason, message) = match &verdict {
+        Ok(()) => (true, "Available", format!("{:?} accepts the credentials", settings.platform)),
+        Err(e) => (false, e.reason(), e.to_string()),
+    };
+    write_status(conn.as_ref(), &ctx.client, ready, reason, message).await?;
+    // Checked again every drift period; a failing one sooner, as the platform or a Secret may recover.
+    let period = ctx.config.poll_interval;
+    Ok(Action::requeue(if ready { period } else { period.min(Duration::from_secs(60)) }))
+}
+
+async fn verify(platform: Platform, account: &connection::Account) -> Result<(), PlatformError> {
+    match platform {
+        Platform::Iguazio => Iguazio::verify(&Iguazio::connect(account)?).await,
+        Platform::Civis => Civis::verify(&Civis::connect(account)?).await,
+        Platform::Apolo => Apolo::verify(&Apolo::connect(account)?).await,
+        Platform::Ubiops => UbiOps::verify(&UbiOps::connect(account)?).await,
+        Platform::Peak => Peak::verify(&Peak::connect(account)?).await,
+    }
+}
+
+/// Server-side applies the Ready condition, unless the stored one already says the same.
+async fn write_status<K: ConnectionObject>(
+    conn: &K,
+    client: &kube::Client,
+    ready: bool,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let generation = conn.meta().generation;
+    let status = if ready { ConditionStatus::True } else { ConditionStatus::False };
+    let current = conn.connection_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    if let Some(c) = current
+        && c.status == status
+        && c.reason == reason
+        && c.message == message
+        && c.observed_generation == generation
+    {
+        return Ok(());
+    }
+    let since = current
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+    let condition = Condition {
+        type_: "Ready".into(),
+        status,
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    };
+    let patch = json!({
+        "apiVersion": K::api_version(&()), "kind": K::kind(&()),
+        "status": {"conditions": [condition], "observedGeneration": generation},
+    });
+    conn.api(client.clone())
+        .patch_status(&conn.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
