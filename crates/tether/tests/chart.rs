@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Process, kubectl, kubectl_with_input, run_helm, tether, wait_for_file};
+use common::{Process, Sims, kubectl, kubectl_with_input, run_helm, tether};
 use serde_json::Value;
 use tether_testenv::{TestNamespace, control_plane, repo_root};
 
@@ -92,7 +92,7 @@ async fn the_charts_rbac_is_enough_for_everything_the_operator_does() {
     }
 
     // A kubeconfig that acts as the chart's ServiceAccount.
-    let dir: PathBuf = std::env::temp_dir().join(format!("tether-{}", ns.name));
+    let dir: PathBuf = std::env::temp_dir().join(format!("tether-{}-operator", ns.name));
     std::fs::create_dir_all(&dir).unwrap();
     let mut kubeconfig: Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(control_plane().kubeconfig()).unwrap()).unwrap();
@@ -102,22 +102,8 @@ async fn the_charts_rbac_is_enough_for_everything_the_operator_does() {
     let impersonating = dir.join("kubeconfig");
     std::fs::write(&impersonating, serde_yaml_ng::to_string(&kubeconfig).unwrap()).unwrap();
 
-    let (endpoints, connections) = (dir.join("endpoints.json"), dir.join("connections.yaml"));
-    let _sim = tether(
-        &[
-            "sim",
-            "--delay-ms",
-            "100",
-            "--endpoints-file",
-            endpoints.to_str().unwrap(),
-            "--connections-file",
-            connections.to_str().unwrap(),
-        ],
-        &dir.join("sim.log"),
-    );
-    wait_for_file(&endpoints);
-    kubectl(&["apply", "-n", &ns.name, "-f", &repo_root().join("examples").to_string_lossy()]);
-    kubectl(&["apply", "-n", &ns.name, "-f", connections.to_str().unwrap()]);
+    let sims = Sims::start(&ns.name, "all", 100);
+    sims.apply(&ns.name, "examples");
     let _operator: Process = tether(
         &[
             "run",
@@ -160,5 +146,6 @@ async fn the_charts_rbac_is_enough_for_everything_the_operator_does() {
     kubectl(&delete);
     let log = std::fs::read_to_string(dir.join("operator.log")).unwrap_or_default();
     assert!(!log.contains("forbidden"), "the operator was refused something:\n{log}");
+    sims.clean_up();
     let _ = std::fs::remove_dir_all(&dir);
 }

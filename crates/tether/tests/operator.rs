@@ -5,21 +5,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Operator, kubectl, operator, sample_sum, tether, wait_for_file};
+use common::{Operator, Sims, kubectl, operator, sample_sum};
 use serde_json::{Value, json};
-use tether_testenv::{TestNamespace, repo_root};
+use tether_testenv::TestNamespace;
 
 async fn sim_json(origin: &str, path: &str) -> Value {
     reqwest::get(format!("{origin}{path}")).await.unwrap().json().await.unwrap()
-}
-
-/// scheme://host:port of a simulator URL.
-fn origin(url: &str) -> String {
-    let parsed: reqwest::Url = url.parse().unwrap();
-    parsed.origin().ascii_serialization()
 }
 
 const EXAMPLES: [&str; 5] = [
@@ -33,26 +26,9 @@ const EXAMPLES: [&str; 5] = [
 #[tokio::test]
 async fn every_example_becomes_ready_once_even_across_a_kill_9() {
     let ns = TestNamespace::new("operator").await;
-    let dir: PathBuf = std::env::temp_dir().join(format!("tether-{}", ns.name));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (endpoints, connections) = (dir.join("endpoints.json"), dir.join("connections.yaml"));
-
-    let _sim = tether(
-        &[
-            "sim",
-            "--delay-ms",
-            "300",
-            "--endpoints-file",
-            endpoints.to_str().unwrap(),
-            "--connections-file",
-            connections.to_str().unwrap(),
-        ],
-        &dir.join("sim.log"),
-    );
-    wait_for_file(&endpoints);
-    let sims: Value = serde_json::from_str(&std::fs::read_to_string(&endpoints).unwrap()).unwrap();
-    let civis = origin(sims["civis"]["url"].as_str().unwrap());
-    let apolo = origin(sims["apolo"]["url"].as_str().unwrap());
+    let sims = Sims::start(&ns.name, "all", 300);
+    let dir = sims.dir.clone();
+    let (civis, apolo) = (sims.origin("civis"), sims.origin("apolo"));
 
     // The first create of each marker-found kind is carried out, but its answer is lost.
     let http = reqwest::Client::new();
@@ -64,9 +40,7 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
         assert!(answer.status().is_success(), "{route}: {}", answer.text().await.unwrap());
     }
 
-    let examples = repo_root().join("examples");
-    kubectl(&["apply", "-n", &ns.name, "-f", examples.to_str().unwrap()]);
-    kubectl(&["apply", "-n", &ns.name, "-f", connections.to_str().unwrap()]);
+    sims.apply(&ns.name, "examples");
 
     let first = operator(&ns.name, &[], dir.join("operator-1.log"));
     // Let it get into its creates, then kill it without a chance to clean up.
@@ -120,7 +94,7 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
     }
     assert!(sample_sum(&page, "workqueue_depth").is_some(), "workqueue_depth missing:\n{page}");
     // A refused call is counted as a reconcile error and as a platform error of its class.
-    let ubiops = origin(sims["ubiops"]["url"].as_str().unwrap());
+    let ubiops = sims.origin("ubiops");
     let fault = json!({"method": "GET", "route": "/v2.1/projects/{project_name}/services/{service_name}",
                        "status": 401, "times": 1});
     http.post(format!("{ubiops}/_sim/faults")).json(&fault).send().await.unwrap();
@@ -137,32 +111,15 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
         assert!(Instant::now() < deadline, "the refused call was not counted:\n{page}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    sims.clean_up();
 }
 
 #[tokio::test]
 async fn two_replicas_one_leader_and_a_takeover_after_kill_9() {
     let ns = TestNamespace::new("leader").await;
-    let dir: PathBuf = std::env::temp_dir().join(format!("tether-{}", ns.name));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (endpoints, connections) = (dir.join("endpoints.json"), dir.join("connections.yaml"));
-    let _sim = tether(
-        &[
-            "sim",
-            "--platforms",
-            "ubiops",
-            "--delay-ms",
-            "100",
-            "--endpoints-file",
-            endpoints.to_str().unwrap(),
-            "--connections-file",
-            connections.to_str().unwrap(),
-        ],
-        &dir.join("sim.log"),
-    );
-    wait_for_file(&endpoints);
-    kubectl(&["apply", "-n", &ns.name, "-f", repo_root().join("examples/ubiservice.yaml").to_str().unwrap()]);
-    kubectl(&["apply", "-n", &ns.name, "-f", connections.to_str().unwrap()]);
+    let sims = Sims::start(&ns.name, "ubiops", 100);
+    let dir = sims.dir.clone();
+    sims.apply(&ns.name, "examples/ubiservice.yaml");
 
     let lease = format!("tether-{}", ns.name);
     let election = ["--leader-election", "--leader-election-namespace", &ns.name, "--leader-election-lease", &lease];
@@ -197,5 +154,5 @@ async fn two_replicas_one_leader_and_a_takeover_after_kill_9() {
         takeover.as_secs_f64(),
         killed.elapsed().as_secs_f64()
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    sims.clean_up();
 }

@@ -64,12 +64,17 @@ pub fn sample_sum(page: &str, name: &str) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
+/// kubectl against the test control plane; panics with its output when it fails.
 pub fn kubectl(args: &[&str]) -> Output {
     let out = Command::new("kubectl")
         .args(args)
         .env("KUBECONFIG", control_plane().kubeconfig())
         .output()
         .expect("kubectl is on PATH");
+    succeeded(args, out)
+}
+
+fn succeeded(args: &[&str], out: Output) -> Output {
     assert!(
         out.status.success(),
         "kubectl {args:?}: {}{}",
@@ -99,14 +104,7 @@ pub fn kubectl_with_input(args: &[&str], input: &str) -> Output {
         .spawn()
         .expect("kubectl is on PATH");
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write to kubectl");
-    let out = child.wait_with_output().expect("kubectl ran");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeeded(args, child.wait_with_output().expect("kubectl ran"))
 }
 
 /// The helm binary: $TETHER_HELM (make sets it), else built once by tools/helm/build.sh.
@@ -130,4 +128,59 @@ pub fn run_helm(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// `tether sim` running for one test, with its scratch directory: the endpoints file, the connections
+/// manifest (Secrets and Connections named as examples/ names them) and the logs.
+pub struct Sims {
+    /// The scratch directory (removed when the test passes).
+    pub dir: PathBuf,
+    /// The endpoints file, parsed.
+    pub endpoints: serde_json::Value,
+    /// The connections manifest.
+    pub connections: PathBuf,
+    _process: Process,
+}
+
+impl Sims {
+    /// Starts the simulators of `platforms` (`all` or a list) with asynchronous transitions of `delay_ms`.
+    pub fn start(name: &str, platforms: &str, delay_ms: u32) -> Self {
+        let dir = std::env::temp_dir().join(format!("tether-{name}"));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let (endpoints, connections) = (dir.join("endpoints.json"), dir.join("connections.yaml"));
+        let delay = delay_ms.to_string();
+        let args = [
+            "sim",
+            "--platforms",
+            platforms,
+            "--delay-ms",
+            &delay,
+            "--endpoints-file",
+            endpoints.to_str().expect("UTF-8 path"),
+            "--connections-file",
+            connections.to_str().expect("UTF-8 path"),
+        ];
+        let process = tether(&args, &dir.join("sim.log"));
+        wait_for_file(&endpoints);
+        let endpoints = serde_json::from_str(&std::fs::read_to_string(&endpoints).expect("endpoints")).expect("JSON");
+        Self { dir, endpoints, connections, _process: process }
+    }
+
+    /// scheme://host:port of a platform's simulator.
+    pub fn origin(&self, platform: &str) -> String {
+        let url: reqwest::Url = self.endpoints[platform]["url"].as_str().expect("a url").parse().expect("a URL");
+        url.origin().ascii_serialization()
+    }
+
+    /// Applies `manifests` (a file or directory of the repository) into `namespace`, then the connections.
+    pub fn apply(&self, namespace: &str, manifests: &str) {
+        let path = tether_testenv::repo_root().join(manifests);
+        kubectl(&["apply", "-n", namespace, "-f", path.to_str().expect("UTF-8 path")]);
+        kubectl(&["apply", "-n", namespace, "-f", self.connections.to_str().expect("UTF-8 path")]);
+    }
+
+    /// Removes the scratch directory.
+    pub fn clean_up(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
