@@ -51,6 +51,18 @@ pub trait ManagedResource:
     fn adopt_id(&self) -> Option<&str> {
         self.meta().annotations.as_ref()?.get(EXTERNAL_ID).map(String::as_str)
     }
+    /// Whether a reconcile already applied this generation of the spec (Synced=True for it). Adapters use
+    /// it to act on a spec change only once, e.g. not to restart a deployment that crashed on its own.
+    fn spec_applied(&self) -> bool {
+        let generation = self.meta().generation;
+        self.managed_status().is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == crate::status::types::SYNCED
+                    && c.status == tether_api::ConditionStatus::True
+                    && c.observed_generation == generation
+            })
+        })
+    }
 }
 
 /// Annotation: adopt the remote object with this id instead of finding or creating one.
@@ -76,12 +88,24 @@ pub struct Request<'a, R> {
     /// The data of the outputs Secret when the reconcile began (empty without one).
     pub outputs: BTreeMap<String, String>,
     published: Mutex<BTreeMap<String, String>>,
+    warnings: Mutex<Vec<(&'static str, String)>>,
 }
 
 impl<'a, R> Request<'a, R> {
     /// A request for `cr` with its inputs and current outputs.
     pub fn new(cr: &'a R, inputs: BTreeMap<String, Secret>, outputs: BTreeMap<String, String>) -> Self {
-        Self { cr, inputs, outputs, published: Mutex::default() }
+        Self { cr, inputs, outputs, published: Mutex::default(), warnings: Mutex::default() }
+    }
+
+    /// Something a human should know that does not stop the reconcile (e.g. several remote objects carry
+    /// this resource's marker): published as a Warning Event on the resource.
+    pub fn warn(&self, reason: &'static str, message: impl Into<String>) {
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push((reason, message.into()));
+    }
+
+    /// Takes the warnings.
+    pub fn take_warnings(&self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Adds an output the platform shows only now; it is written to the outputs Secret after this call.

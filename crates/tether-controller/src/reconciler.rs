@@ -341,6 +341,9 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
     let request = ctx.request(cr).await?;
     let cr = &request;
     let observed = A::observe(&client, cr).await.map_err(Error::platform("observe"))?;
+    for (reason, note) in cr.take_warnings() {
+        ctx.event(cr, true, reason, "Observe", note).await;
+    }
     if let (Observation::Present { outputs, .. }, Some(secret)) = (&observed, cr.outputs_secret()) {
         write_outputs(cr, ctx, secret, outputs.clone()).await?;
     }

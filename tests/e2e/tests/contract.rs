@@ -1,11 +1,14 @@
 //! The contract every kind keeps, checked the same way for all five from their examples/ manifests:
-//! Ready with an external id; a steady state that writes nothing anywhere; paused makes no remote call;
+//! Ready with an external id; a steady state that writes nothing anywhere; drift made by another client on
+//! the platform is put back within a drift period; paused makes no remote call;
 //! ObserveOnly makes no remote write; Orphan leaves the remote object; a new resource adopts it by
-//! annotation (and by natural key where names are unique); Delete removes it and releases the finalizer.
+//! annotation (and by natural key where names are unique); the platform's failure state shows as
+//! Ready=False with the platform's words; Delete removes it and releases the finalizer.
 //! Remote calls are counted by the simulators (`/_sim/counters`): a write is any call but a GET.
 
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use tether_controller::adapter::Adapter;
@@ -63,6 +66,100 @@ async fn patch(api: &Api<DynamicObject>, name: &str, body: Value) {
     api.patch(name, &PatchParams::default(), &Patch::Merge(body)).await.unwrap();
 }
 
+/// One remote field each kind's example sets, as the platform holds it now (what drift changes).
+async fn probe(platform: &str, url: &str, cr: &DynamicObject) -> Value {
+    use tether_platforms::{HttpConfig, Secret as Credential};
+    let config = HttpConfig::new(url.parse().unwrap());
+    let id = cr.data["status"]["externalId"].as_str().unwrap().to_string();
+    match platform {
+        "iguazio" => {
+            let client = tether_platforms::iguazio::Client::new(config, "admin", &Credential::new("test-key")).unwrap();
+            client.manifest().await.unwrap().service(&id).unwrap().spec["description"].clone()
+        }
+        "civis" => {
+            let client = tether_platforms::civis::Client::new(config, &Credential::new("sim-key")).unwrap();
+            Value::from(client.get(id.parse().unwrap()).await.unwrap().description)
+        }
+        "apolo" => {
+            let client =
+                tether_platforms::apolo::Client::new(config, &Credential::new("tok"), "default", "superorg", "test3")
+                    .unwrap();
+            client.input(&id, None).await.unwrap()["input"]["storage_gb"].clone()
+        }
+        "ubiops" => {
+            let client = tether_platforms::ubiops::Client::new(config, &Credential::new("test-token")).unwrap();
+            client.services_get("proj", cr.data["spec"]["name"].as_str().unwrap()).await.unwrap().fields["description"]
+                .clone()
+        }
+        "peak" => {
+            let client = tether_platforms::peak::Client::new(config, &Credential::new("sim-token")).unwrap();
+            client.describe(&id).await.unwrap().fields["title"].clone()
+        }
+        other => panic!("no probe for {other}"),
+    }
+}
+
+/// Another client changes that field on the platform.
+async fn drift(platform: &str, url: &str, cr: &DynamicObject) {
+    use tether_platforms::{HttpConfig, Secret as Credential};
+    let config = HttpConfig::new(url.parse().unwrap());
+    let id = cr.data["status"]["externalId"].as_str().unwrap().to_string();
+    match platform {
+        "iguazio" => {
+            let client = tether_platforms::iguazio::Client::new(config, "admin", &Credential::new("test-key")).unwrap();
+            let mut manifest = client.manifest().await.unwrap();
+            let entry = manifest.app_services.iter_mut().find(|e| e.name() == id).unwrap();
+            entry.spec.insert("description".into(), json!("drifted"));
+            entry.spec.insert("mark_as_changed".into(), json!(true));
+            client.put_manifest(&manifest).await.unwrap();
+        }
+        "civis" => {
+            let client = tether_platforms::civis::Client::new(config, &Credential::new("sim-key")).unwrap();
+            let fields = json!({"description": "drifted"}).as_object().cloned().unwrap();
+            client.patch(id.parse().unwrap(), &fields).await.unwrap();
+        }
+        "apolo" => {
+            let client =
+                tether_platforms::apolo::Client::new(config, &Credential::new("tok"), "default", "superorg", "test3")
+                    .unwrap();
+            let input = json!({"preset": "cpu-small", "storage_gb": 99});
+            client.configure(&id, Some(&input), None, None, Some("someone else")).await.unwrap();
+        }
+        "ubiops" => {
+            let client = tether_platforms::ubiops::Client::new(config, &Credential::new("test-token")).unwrap();
+            let other = json!({"description": "drifted"}).as_object().cloned().unwrap();
+            let fields = tether_platforms::ubiops::ServiceFields { other, ..Default::default() };
+            client.services_update("proj", cr.data["spec"]["name"].as_str().unwrap(), &fields).await.unwrap();
+        }
+        "peak" => {
+            let client = tether_platforms::peak::Client::new(config, &Credential::new("sim-token")).unwrap();
+            let fields = tether_platforms::peak::WebappFields { title: Some("drifted".into()), ..Default::default() };
+            client.update(&id, &fields).await.unwrap();
+        }
+        other => panic!("no drift for {other}"),
+    }
+}
+
+/// Forces the remote object into the platform's failure state (`/_sim/fail`); returns the Ready reason
+/// that should follow.
+async fn fail(platform: &str, origin: &str, api: &Api<DynamicObject>, cr: &DynamicObject) -> &'static str {
+    let id = cr.data["status"]["externalId"].as_str().unwrap().to_string();
+    let (body, reason) = match platform {
+        "iguazio" => (json!({"service": id}), "PlatformError"),
+        "civis" => (json!({"id": id.parse::<i64>().unwrap()}), "PlatformError"),
+        "ubiops" => (json!({"project": "proj", "service": cr.data["spec"]["name"]}), "Unavailable"),
+        _ => (json!({"id": id}), "PlatformError"),
+    };
+    let answer = reqwest::Client::new().post(format!("{origin}/_sim/fail")).json(&body).send().await.unwrap();
+    assert!(answer.status().is_success(), "{platform}: /_sim/fail said {}", answer.status());
+    if platform == "iguazio" {
+        // Iguazio fails a service in its next apply: a restart is one.
+        let restart = json!({"metadata": {"annotations": {"tether.dev/restart": "after-fail"}}});
+        patch(api, &cr.name_any(), restart).await;
+    }
+    reason
+}
+
 async fn keeps_the_contract<A: Adapter>(kind: Kind) {
     let ns = TestNamespace::new(&format!("contract-{}", kind.platform)).await;
     let sim = spawn(kind.platform, "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::from_millis(200) })
@@ -96,6 +193,17 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
         kind.platform
     );
     assert_eq!(calls(&origin).await.1, writes, "{}: remote writes in a steady state", kind.platform);
+
+    // Drift: another client changes the remote object; Tether puts it back within a drift period.
+    let declared = probe(kind.platform, &sim.url, &after).await;
+    drift(kind.platform, &sim.url, &after).await;
+    assert_ne!(probe(kind.platform, &sim.url, &after).await, declared, "{}: the drift did not happen", kind.platform);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while probe(kind.platform, &sim.url, &after).await != declared {
+        assert!(tokio::time::Instant::now() < deadline, "{}: drift never corrected", kind.platform);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for(&api, &name, "is Ready after the drift", ready).await;
 
     // Paused: no remote call at all.
     patch(&api, &name, json!({"metadata": {"annotations": {"tether.dev/paused": "true"}}})).await;
@@ -145,6 +253,24 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
         let now: Value = reqwest::get(format!("{origin}/_sim/counters")).await.unwrap().json().await.unwrap();
         assert_eq!(creates(&now), creates(&counters), "{}: adoption created something", kind.platform);
     }
+
+    // The platform's failure state: Ready=False with the platform's words, the remote object kept.
+    let reason = fail(kind.platform, &origin, &api, &adopted).await;
+    wait_for(&api, &name, "reports the failure", |o| {
+        o.and_then(|o| condition(o, "Ready")).is_some_and(|(s, r)| s == "False" && r == reason)
+    })
+    .await;
+    let failed = api.get(&name).await.unwrap();
+    let message = failed.data["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!message.is_empty(), "{}: a failure without a message", kind.platform);
 
     // Delete: the remote object goes, then the finalizer.
     api.delete(&name, &DeleteParams::default()).await.unwrap();

@@ -191,3 +191,79 @@ async fn secret_environment_shares_projects_tokens_and_redeploy_on_request() {
     assert!(message.contains("RFC 3339"), "{message}");
     assert_eq!(count().await, deployments);
 }
+
+#[tokio::test]
+async fn several_services_with_the_marker_keep_one_and_say_so_in_an_event() {
+    let ns = TestNamespace::new("civis-dup").await;
+    let sim = spawn("civis", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+    let client = ns.client.clone();
+    connect(&client, &ns.name, "civis", &sim.url, "apiKey", "sim-key").await;
+    let _controller = spawn_controller::<Civis>(&client, &ns.name);
+    let api: Api<CivisService> = Api::namespaced(client.clone(), &ns.name);
+    // Paused, so its UID (the marker) is known before Tether looks for its service.
+    let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "CivisService",
+        "metadata": {"name": "dup", "annotations": {"tether.dev/paused": "true"}},
+        "spec": {"connectionRef": {"name": "civis"}, "name": "Dup", "dockerImageName": "nginx", "deployed": false}});
+    let created = api.create(&PostParams::default(), &serde_json::from_value(cr).unwrap()).await.unwrap();
+    let marker = format!("[tether:{}]", created.metadata.uid.unwrap());
+    for _ in 0..2 {
+        let seed = json!({"service": {"name": "Dup", "description": marker, "dockerImageName": "nginx"}});
+        reqwest::Client::new().post(format!("{}_sim/seed", sim.url)).json(&seed).send().await.unwrap();
+    }
+    let ids: Vec<i64> =
+        state(&sim.url).await["services"].as_array().unwrap().iter().filter_map(|s| s["id"].as_i64()).collect();
+    assert_eq!(ids.len(), 2);
+
+    api.patch(
+        "dup",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"tether.dev/paused": null}}})),
+    )
+    .await
+    .unwrap();
+    let ready = wait_until(&api, "dup", "adopts one", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await.unwrap();
+    let kept: i64 = ready.status.unwrap().external_id.unwrap().parse().unwrap();
+    assert_eq!(kept, *ids.iter().max().unwrap(), "the newest is kept");
+    assert_eq!(state(&sim.url).await["services"].as_array().unwrap().len(), 2, "nothing created, nothing removed");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns.name);
+    let reasons: Vec<String> =
+        events.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+    assert!(reasons.iter().any(|r| r == "DuplicateRemoteObjects"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn a_crashed_deployment_is_reported_not_restarted_until_the_spec_changes() {
+    let ns = TestNamespace::new("civis-crash").await;
+    let sim = spawn("civis", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+    let client = ns.client.clone();
+    connect(&client, &ns.name, "civis", &sim.url, "apiKey", "sim-key").await;
+    let _controller = spawn_controller::<Civis>(&client, &ns.name);
+    let api: Api<CivisService> = Api::namespaced(client.clone(), &ns.name);
+    // The simulator crashes every deployment of an image whose name contains "fail".
+    let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "CivisService",
+        "metadata": {"name": "crashy", "annotations": {"tether.dev/poll-interval": "1s"}},
+        "spec": {"connectionRef": {"name": "civis"}, "name": "Crashy", "dockerImageName": "will-fail"}});
+    api.create(&PostParams::default(), &serde_json::from_value(cr).unwrap()).await.unwrap();
+    let failed = wait_until(&api, "crashy", "reports the crash", |cr| {
+        let ready = cr.and_then(|c| c.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+        ready.is_some_and(|c| c.reason == "PlatformError" && c.message.contains("CrashLoopBackOff"))
+    })
+    .await
+    .unwrap();
+    let ready = failed.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(ready.message.contains("tether.dev/redeploy"), "says what to do: {}", ready.message);
+
+    // Several drift checks later there is still one deployment: no restart loop.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let deployments = || async { state(&sim.url).await["deployments"].as_array().map_or(0, Vec::len) };
+    assert_eq!(deployments().await, 1, "the crashed deployment was restarted");
+
+    // A fixed image is a spec change: a new deployment, Ready.
+    api.patch("crashy", &PatchParams::default(), &Patch::Merge(json!({"spec": {"dockerImageName": "nginx"}})))
+        .await
+        .unwrap();
+    wait_until(&api, "crashy", "runs the fixed image", |cr| is_ready(cr.and_then(|c| c.status.as_ref())))
+        .await
+        .unwrap();
+    assert_eq!(deployments().await, 2);
+}

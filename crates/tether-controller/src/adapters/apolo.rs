@@ -40,7 +40,7 @@ fn scoped(client: &Client, cr: &ApoloApp) -> Client {
 
 /// This resource's app: by the recorded id, else by the marker among the scope's live apps (the newest
 /// when several match; the others are reported).
-async fn find(client: &Client, cr: &ApoloApp) -> Result<Option<App>, PlatformError> {
+async fn find(client: &Client, cr: &Request<'_, ApoloApp>) -> Result<Option<App>, PlatformError> {
     if let Some(id) = cr.adopt_id() {
         return Ok(adopted(client.get(id).await)?.filter(|a| a.state != "uninstalled"));
     }
@@ -65,7 +65,14 @@ async fn find(client: &Client, cr: &ApoloApp) -> Result<Option<App>, PlatformErr
     });
     if ours.len() > 1 {
         let others: Vec<&str> = ours[1..].iter().map(|a| a.id.as_str()).collect();
-        tracing::warn!(kept = %ours[0].id, ?others, "several Apolo apps carry this resource's marker; keeping the newest");
+        tracing::warn!(kept = %ours[0].id, ?others, "several Apolo apps carry this resource's marker");
+        cr.warn(
+            "DuplicateRemoteObjects",
+            format!(
+                "Apolo apps {others:?} also carry this resource's marker; Tether keeps {} and leaves them alone",
+                ours[0].id
+            ),
+        );
     }
     Ok(ours.into_iter().next())
 }

@@ -112,7 +112,7 @@ fn redeploy_requested(cr: &CivisService, service: &Service) -> Result<bool, Plat
             "annotation {REDEPLOY} must be an RFC 3339 time such as 2026-11-23T10:00:00Z, not {value:?}"
         ))
     })?;
-    let Some(deployment) = service.current_deployment.as_ref().filter(|_| running(service)) else { return Ok(false) };
+    let Some(deployment) = service.current_deployment.as_ref().filter(|_| cr.spec.deployed) else { return Ok(false) };
     let created = deployment.fields.get("createdAt").and_then(Value::as_str).and_then(|t| t.parse::<Timestamp>().ok());
     Ok(created.is_some_and(|created| created < asked))
 }
@@ -147,7 +147,16 @@ fn running(service: &Service) -> bool {
     service.current_deployment.as_ref().is_some_and(|d| matches!(d.state.as_str(), "pending" | "running" | "sleeping"))
 }
 
-async fn find(client: &Client, cr: &CivisService) -> Result<Option<Service>, PlatformError> {
+/// Whether the service should get a new deployment because it is not running but should be. A
+/// deployment that ended by itself after this spec was applied is not restarted: Civis cannot tell a
+/// crash from a stop by someone else, and restarting a crash loop forever would hide it. A spec change
+/// or `tether.dev/redeploy` starts one.
+fn start_wanted(cr: &CivisService, service: &Service) -> bool {
+    let ended = service.current_deployment.as_ref().is_some_and(|d| d.state == "terminated");
+    cr.spec.deployed && !running(service) && !(ended && cr.spec_applied())
+}
+
+async fn find(client: &Client, cr: &Request<'_, CivisService>) -> Result<Option<Service>, PlatformError> {
     if let Some(id) = cr.adopt_id() {
         let number = id.parse().map_err(|_| {
             PlatformError::Invalid(format!("annotation {EXTERNAL_ID}: {id:?} is not a Civis service id"))
@@ -171,10 +180,13 @@ async fn find(client: &Client, cr: &CivisService) -> Result<Option<Service>, Pla
     ours.sort_by_key(|s| std::cmp::Reverse(s.id));
     if ours.len() > 1 {
         let others: Vec<i64> = ours[1..].iter().map(|s| s.id).collect();
-        tracing::warn!(
-            kept = ours[0].id,
-            ?others,
-            "several Civis services carry this resource's marker; keeping the newest"
+        tracing::warn!(kept = ours[0].id, ?others, "several Civis services carry this resource's marker");
+        cr.warn(
+            "DuplicateRemoteObjects",
+            format!(
+                "Civis services {others:?} also carry this resource's marker; Tether keeps {} and leaves them alone",
+                ours[0].id
+            ),
         );
     }
     match ours.into_iter().next() {
@@ -204,8 +216,10 @@ impl Adapter for Civis {
         let Some(service) = find(client, cr).await? else { return Ok(Observation::Absent) };
         let live = running(&service);
         let access = access::plan(client, service.id, creator(&service), cr).await?;
+        let stop_wanted = live && !cr.spec.deployed;
         let up_to_date = differences(cr, &service).is_empty()
-            && live == cr.spec.deployed
+            && !start_wanted(cr, &service)
+            && !stop_wanted
             && access.is_empty()
             && !redeploy_requested(cr, &service)?;
         let deployment = service.current_deployment.as_ref();
@@ -214,7 +228,13 @@ impl Adapter for Civis {
             (true, Some("pending")) => Err(("Creating", "the deployment is starting".to_string())),
             (true, Some("terminated")) => {
                 let why = deployment.and_then(|d| d.state_message.clone()).unwrap_or_default();
-                Err(("PlatformError", format!("the deployment terminated: {why}")))
+                Err((
+                    "PlatformError",
+                    format!(
+                        "the deployment terminated: {why}; Tether starts a new one when the spec changes or \
+                         annotation {REDEPLOY} is set to the current time"
+                    ),
+                ))
             }
             (true, _) => Err(("Creating", "no deployment yet".to_string())),
         };
@@ -264,7 +284,7 @@ impl Adapter for Civis {
         let plan = access::plan(client, id, creator(&service), cr).await?;
         access::apply(client, id, plan, cr).await?;
         match (cr.spec.deployed, running(&service)) {
-            (true, false) => drop(client.deploy(id, false).await?),
+            (true, false) if redeploy || start_wanted(cr, &service) => drop(client.deploy(id, false).await?),
             (true, true) if redeploy => drop(client.deploy(id, true).await?),
             (false, true) => {
                 if let Some(d) = &service.current_deployment {
