@@ -9,6 +9,7 @@ pub mod connection;
 pub mod connection_status;
 pub mod error;
 pub mod metrics;
+mod own_writes;
 pub mod reconciler;
 pub mod status;
 

@@ -22,6 +22,7 @@ use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observatio
 use crate::connection::{self, Dependency};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::own_writes::OwnWrites;
 use crate::status::{self, Outcome, reasons};
 use k8s_openapi::api::core::v1::Secret;
 use tether_api::connection::{ClusterConnection, Connection};
@@ -79,6 +80,8 @@ pub struct Context<A: Adapter> {
     /// The retry delay `reconcile` chose for a failure, for `error_policy` to apply.
     retries: Mutex<HashMap<ObjectRef<A::Resource>, Duration>>,
     dependencies: Dependencies<A::Resource>,
+    /// What this process wrote to each resource, to tell a cache that lags behind it.
+    own_writes: OwnWrites<A::Resource>,
     /// The controller's name in metrics: the kind, lowercase.
     controller: String,
 }
@@ -105,6 +108,7 @@ impl<A: Adapter> Context<A> {
             failures: Mutex::default(),
             retries: Mutex::default(),
             dependencies: Arc::default(),
+            own_writes: OwnWrites::default(),
             controller: A::Resource::kind(&()).to_lowercase(),
         })
     }
@@ -225,6 +229,11 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         name = %cr.name_any(),
     );
     let reference = ObjectRef::from_obj(cr.as_ref());
+    if ctx.own_writes.is_stale(&cr) {
+        // Its watch event is on the way and reconciles it again; the requeue is only a safety net.
+        tracing::debug!(parent: &span, "the cache has not caught up with Tether's own write yet");
+        return Ok(Action::requeue(ctx.config.converge_interval));
+    }
     let timer = ctx.config.metrics.as_ref().map(|m| m.start(&ctx.controller, reference.to_string()));
     let result = step::<A>(&cr, &ctx).instrument(span).await;
     let result = match result {
@@ -440,6 +449,7 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
     let remaining: Vec<String> = cr.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     patch_finalizers(cr, ctx, remaining).await?;
     ctx.dependencies.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(cr));
+    ctx.own_writes.forget(cr);
     Ok(Step::Done(None))
 }
 
@@ -461,7 +471,8 @@ async fn patch_finalizers<K: ManagedResource>(
 ) -> Result<()> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": cr.resource_version()}});
-    api.patch(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let written = api.patch(&cr.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.own_writes.record(cr, written.resource_version());
     Ok(())
 }
 
@@ -542,7 +553,9 @@ async fn write_status<A: Adapter>(
         "kind": A::Resource::kind(&()),
         "status": next,
     });
-    api.patch_status(&cr.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    let written =
+        api.patch_status(&cr.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    ctx.own_writes.record(cr, written.resource_version());
     Ok(())
 }
 

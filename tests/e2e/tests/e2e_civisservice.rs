@@ -19,6 +19,25 @@ async fn state(origin: &str) -> Value {
     reqwest::get(format!("{origin}_sim/state")).await.unwrap().json().await.unwrap()
 }
 
+/// A test namespace with a Civis simulator, the Connection `civis` to it, and the Civis controller.
+struct World {
+    ns: TestNamespace,
+    sim: tether_sim::Endpoint,
+    api: Api<CivisService>,
+    _controller: tokio::task::JoinHandle<()>,
+}
+
+impl World {
+    async fn new(name: &str, delay: Duration) -> Self {
+        let ns = TestNamespace::new(name).await;
+        let sim = spawn("civis", "127.0.0.1:0".parse().unwrap(), SimOptions { delay }).await.unwrap();
+        connect(&ns.client, &ns.name, "civis", &sim.url, "apiKey", "sim-key").await;
+        let _controller = spawn_controller::<Civis>(&ns.client, &ns.name);
+        let api = Api::namespaced(ns.client.clone(), &ns.name);
+        Self { ns, sim, api, _controller }
+    }
+}
+
 #[tokio::test]
 async fn create_deploy_redeploy_stop_and_archive() {
     let ns = TestNamespace::new("civis").await;
@@ -194,12 +213,7 @@ async fn secret_environment_shares_projects_tokens_and_redeploy_on_request() {
 
 #[tokio::test]
 async fn several_services_with_the_marker_keep_one_and_say_so_in_an_event() {
-    let ns = TestNamespace::new("civis-dup").await;
-    let sim = spawn("civis", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
-    let client = ns.client.clone();
-    connect(&client, &ns.name, "civis", &sim.url, "apiKey", "sim-key").await;
-    let _controller = spawn_controller::<Civis>(&client, &ns.name);
-    let api: Api<CivisService> = Api::namespaced(client.clone(), &ns.name);
+    let World { ns, sim, api, _controller } = World::new("civis-dup", Duration::ZERO).await;
     // Paused, so its UID (the marker) is known before Tether looks for its service.
     let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "CivisService",
         "metadata": {"name": "dup", "annotations": {"tether.dev/paused": "true"}},
@@ -225,7 +239,7 @@ async fn several_services_with_the_marker_keep_one_and_say_so_in_an_event() {
     let kept: i64 = ready.status.unwrap().external_id.unwrap().parse().unwrap();
     assert_eq!(kept, *ids.iter().max().unwrap(), "the newest is kept");
     assert_eq!(state(&sim.url).await["services"].as_array().unwrap().len(), 2, "nothing created, nothing removed");
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns.name);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(ns.client.clone(), &ns.name);
     let reasons: Vec<String> =
         events.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
     assert!(reasons.iter().any(|r| r == "DuplicateRemoteObjects"), "{reasons:?}");
@@ -233,12 +247,7 @@ async fn several_services_with_the_marker_keep_one_and_say_so_in_an_event() {
 
 #[tokio::test]
 async fn a_crashed_deployment_is_reported_not_restarted_until_the_spec_changes() {
-    let ns = TestNamespace::new("civis-crash").await;
-    let sim = spawn("civis", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
-    let client = ns.client.clone();
-    connect(&client, &ns.name, "civis", &sim.url, "apiKey", "sim-key").await;
-    let _controller = spawn_controller::<Civis>(&client, &ns.name);
-    let api: Api<CivisService> = Api::namespaced(client.clone(), &ns.name);
+    let World { ns: _ns, sim, api, _controller } = World::new("civis-crash", Duration::ZERO).await;
     // The simulator crashes every deployment of an image whose name contains "fail".
     let cr = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "CivisService",
         "metadata": {"name": "crashy", "annotations": {"tether.dev/poll-interval": "1s"}},
