@@ -8,6 +8,7 @@ pub mod adapters;
 pub mod connection;
 pub mod connection_status;
 pub mod error;
+pub mod lanes;
 pub mod metrics;
 mod own_writes;
 pub mod reconciler;

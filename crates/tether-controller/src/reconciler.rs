@@ -21,6 +21,7 @@ use tether_platforms::Error as PlatformError;
 use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Request};
 use crate::connection::{self, Dependency};
 use crate::error::{Error, Result};
+use crate::lanes::Lanes;
 use crate::metrics::Metrics;
 use crate::own_writes::OwnWrites;
 use crate::status::{self, Outcome, reasons};
@@ -47,7 +48,8 @@ pub struct Config {
     pub backoff: Duration,
     /// Longest per-object backoff after failures.
     pub max_backoff: Duration,
-    /// Most reconciles of one kind at once (0: no limit).
+    /// Most reconciles of one kind at once in each lane, changes and drift checks (0: no limit); see
+    /// [`crate::lanes`].
     pub concurrency: u16,
     /// Where reconciles are counted and timed, if anywhere.
     pub metrics: Option<Arc<Metrics>>,
@@ -82,6 +84,8 @@ pub struct Context<A: Adapter> {
     dependencies: Dependencies<A::Resource>,
     /// What this process wrote to each resource, to tell a cache that lags behind it.
     own_writes: OwnWrites<A::Resource>,
+    /// The worker pools for changes and for drift checks.
+    lanes: Arc<Lanes<A::Resource>>,
     /// The controller's name in metrics: the kind, lowercase.
     controller: String,
 }
@@ -102,14 +106,15 @@ impl<A: Adapter> Context<A> {
         let recorder = Recorder::new(client.clone(), reporter);
         Arc::new(Self {
             client,
-            config,
             recorder,
             clients: Mutex::default(),
             failures: Mutex::default(),
             retries: Mutex::default(),
             dependencies: Arc::default(),
             own_writes: OwnWrites::default(),
+            lanes: Arc::new(Lanes::new(config.concurrency)),
             controller: A::Resource::kind(&()).to_lowercase(),
+            config,
         })
     }
 
@@ -192,21 +197,29 @@ pub async fn run<A: Adapter>(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (by_secret, by_connection, by_cluster_connection) =
-        (context.dependencies.clone(), context.dependencies.clone(), context.dependencies.clone());
-    let concurrency = context.config.concurrency;
+    let wake = |index: Dependencies<A::Resource>, lanes: Arc<Lanes<A::Resource>>| {
+        move |dependency: Dependency| {
+            let woken = dependents(&index, &dependency);
+            lanes.wake(&woken);
+            woken
+        }
+    };
+    let by_secret = wake(context.dependencies.clone(), context.lanes.clone());
+    let by_connection = wake(context.dependencies.clone(), context.lanes.clone());
+    let by_cluster_connection = wake(context.dependencies.clone(), context.lanes.clone());
+    // No limit in the runtime: the lanes limit changes and drift checks apart.
     Controller::new(api, watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .watches(secrets, watcher::Config::default(), move |secret| {
             let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
-            dependents(&by_secret, &Dependency::Secret { namespace, name })
+            by_secret(Dependency::Secret { namespace, name })
         })
         .watches(connections, watcher::Config::default(), move |conn| {
             let (namespace, name) = (conn.namespace().unwrap_or_default(), conn.name_any());
-            dependents(&by_connection, &Dependency::Connection { namespace, name })
+            by_connection(Dependency::Connection { namespace, name })
         })
         .watches(Api::<ClusterConnection>::all(client), watcher::Config::default(), move |conn| {
-            dependents(&by_cluster_connection, &Dependency::ClusterConnection { name: conn.name_any() })
+            by_cluster_connection(Dependency::ClusterConnection { name: conn.name_any() })
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<A>, error_policy::<A>, context)
@@ -227,6 +240,7 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         kind = %A::Resource::kind(&()),
         ns = %cr.namespace().unwrap_or_default(),
         name = %cr.name_any(),
+        lane = tracing::field::Empty,
     );
     let reference = ObjectRef::from_obj(cr.as_ref());
     if ctx.own_writes.is_stale(&cr) {
@@ -234,6 +248,10 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         tracing::debug!(parent: &span, "the cache has not caught up with Tether's own write yet");
         return Ok(Action::requeue(ctx.config.converge_interval));
     }
+    let lane = ctx.lanes.lane(&cr, cr.managed_status().and_then(|s| s.observed_generation));
+    span.record("lane", lane.as_str());
+    let _worker = ctx.lanes.enter(lane).await;
+    ctx.lanes.reconciled(&cr);
     let timer = ctx.config.metrics.as_ref().map(|m| m.start(&ctx.controller, reference.to_string()));
     let result = step::<A>(&cr, &ctx).instrument(span).await;
     let result = match result {
@@ -450,6 +468,7 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
     patch_finalizers(cr, ctx, remaining).await?;
     ctx.dependencies.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(cr));
     ctx.own_writes.forget(cr);
+    ctx.lanes.forget(cr);
     Ok(Step::Done(None))
 }
 

@@ -198,3 +198,44 @@ fn json_patch_merge(base: &mut Value, patch: Value) {
         }
     }
 }
+
+/// A UbiService named `name` in project `proj`.
+fn service(name: &str) -> UbiService {
+    serde_json::from_value(json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService",
+        "metadata": {"name": name},
+        "spec": {"connectionRef": {"name": "ubiops"}, "project": "proj", "name": name, "deployment": "dep-1", "port": 8080}}))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_resource_does_not_wait_behind_stuck_drift_checks() {
+    let ns = TestNamespace::new("ubi-lanes").await;
+    let sim = spawn("ubiops", "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
+    let origin = sim.url.trim_end_matches("/v2.1").to_string();
+    let client = ns.client.clone();
+    connect(&client, &ns.name, "ubiops", &sim.url, "token", "test-token").await;
+    // One worker per lane, a drift check every second.
+    let config = tether_controller::Config { concurrency: 1, ..tether_e2e::test_config() };
+    let _controller = tether_e2e::spawn_controller_with::<UbiOps>(&client, &ns.name, config);
+    let api: Api<UbiService> = Api::namespaced(client.clone(), &ns.name);
+    for i in 0..3 {
+        api.create(&PostParams::default(), &service(&format!("slow-{i}"))).await.unwrap();
+    }
+    for i in 0..3 {
+        wait_until(&api, &format!("slow-{i}"), "is Ready", |cr| is_ready(cr.and_then(|c| c.status.as_ref()))).await;
+    }
+
+    // From now on the platform takes two minutes to answer a read of those three: their drift checks
+    // hold the drift worker and queue behind it.
+    let fault = json!({"method": "GET", "route": "/v2.1/projects/proj/services/slow-", "latencyMs": 120_000});
+    let answer = reqwest::Client::new().post(format!("{origin}/_sim/faults")).json(&fault).send().await.unwrap();
+    assert!(answer.status().is_success());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    api.create(&PostParams::default(), &service("fresh")).await.unwrap();
+    let ready = wait_until(&api, "fresh", "is Ready while the drift checks are stuck", |cr| {
+        is_ready(cr.and_then(|c| c.status.as_ref()))
+    })
+    .await;
+    assert!(ready.is_some());
+}

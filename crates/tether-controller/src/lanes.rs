@@ -1,0 +1,132 @@
+//! Two lanes of workers, so that new and changed resources never wait behind periodic drift checks.
+//!
+//! kube-runtime runs due reconciles in the order they fell due, through one pool: when many drift checks
+//! are due (or a platform is slow to answer them), a resource created a moment ago queues behind all of
+//! them. Tether runs the runtime without a limit and takes the limit here instead, in two pools of
+//! `--concurrency` each: the change lane for a resource that is new, deleting, edited since this process
+//! last reconciled it, or woken by a Secret or Connection it reads; the drift lane for the rest.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Which pool a reconcile runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// New, changed, deleting or woken by a dependency.
+    Change,
+    /// A periodic drift check or a retry of the same object.
+    Drift,
+}
+
+impl Lane {
+    /// The label value in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Change => "change",
+            Lane::Drift => "drift",
+        }
+    }
+}
+
+/// The two pools, and what tells a change from a drift check.
+pub struct Lanes<K: Resource<DynamicType = ()>> {
+    change: Option<Semaphore>,
+    drift: Option<Semaphore>,
+    /// The resource version each resource had when this process last reconciled it.
+    seen: Mutex<HashMap<ObjectRef<K>, String>>,
+    /// Resources a Secret or Connection they read has woken.
+    woken: Mutex<HashSet<ObjectRef<K>>>,
+}
+
+impl<K: Resource<DynamicType = ()>> Lanes<K> {
+    /// Pools of `concurrency` workers each; 0 means no limit.
+    pub fn new(concurrency: u16) -> Self {
+        let pool = || (concurrency > 0).then(|| Semaphore::new(concurrency.into()));
+        Self { change: pool(), drift: pool(), seen: Mutex::default(), woken: Mutex::default() }
+    }
+
+    /// Marks resources woken by a dependency, so their next reconcile takes the change lane.
+    pub fn wake(&self, resources: &[ObjectRef<K>]) {
+        self.woken.lock().unwrap_or_else(|p| p.into_inner()).extend(resources.iter().cloned());
+    }
+
+    /// The lane of a reconcile of `cr`, consuming its wake mark.
+    pub fn lane(&self, cr: &K, applied_generation: Option<i64>) -> Lane {
+        let reference = ObjectRef::from_obj(cr);
+        let woken = self.woken.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+        let meta = cr.meta();
+        let edited =
+            self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&reference) != meta.resource_version.as_ref();
+        let new_spec = applied_generation.is_none() || applied_generation != meta.generation;
+        if woken || edited || new_spec || meta.deletion_timestamp.is_some() { Lane::Change } else { Lane::Drift }
+    }
+
+    /// Waits for a worker of `lane`.
+    pub async fn enter(&self, lane: Lane) -> Option<SemaphorePermit<'_>> {
+        let pool = match lane {
+            Lane::Change => self.change.as_ref(),
+            Lane::Drift => self.drift.as_ref(),
+        }?;
+        pool.acquire().await.ok()
+    }
+
+    /// Records that `cr`, at its current version, has been reconciled.
+    pub fn reconciled(&self, cr: &K) {
+        if let Some(version) = cr.meta().resource_version.clone() {
+            self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), version);
+        }
+    }
+
+    /// Forgets a resource that is gone.
+    pub fn forget(&self, cr: &K) {
+        let reference = ObjectRef::from_obj(cr);
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+        self.woken.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    fn object(version: &str, generation: i64) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("a".into()),
+                namespace: Some("n".into()),
+                resource_version: Some(version.into()),
+                generation: Some(generation),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_an_unchanged_applied_object_is_a_drift_check() {
+        let lanes = Lanes::new(1);
+        assert_eq!(lanes.lane(&object("1", 1), None), Lane::Change, "never reconciled, no status");
+        lanes.reconciled(&object("1", 1));
+        assert_eq!(lanes.lane(&object("1", 1), Some(1)), Lane::Drift);
+        assert_eq!(lanes.lane(&object("2", 1), Some(1)), Lane::Change, "an annotation or label edit");
+        assert_eq!(lanes.lane(&object("1", 2), Some(1)), Lane::Change, "a spec not applied yet");
+        lanes.wake(&[ObjectRef::from_obj(&object("1", 1))]);
+        assert_eq!(lanes.lane(&object("1", 1), Some(1)), Lane::Change, "its Secret changed");
+        assert_eq!(lanes.lane(&object("1", 1), Some(1)), Lane::Drift, "the wake is used once");
+    }
+
+    #[tokio::test]
+    async fn a_busy_drift_lane_leaves_the_change_lane_free() {
+        let lanes = Lanes::<ConfigMap>::new(1);
+        let _drift = lanes.enter(Lane::Drift).await.unwrap();
+        let change = tokio::time::timeout(std::time::Duration::from_secs(5), lanes.enter(Lane::Change)).await;
+        assert!(change.is_ok_and(|p| p.is_some()));
+        assert!(lanes.drift.as_ref().unwrap().try_acquire().is_err(), "the drift lane is full");
+    }
+}
