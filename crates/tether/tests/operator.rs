@@ -111,6 +111,24 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
         assert!(Instant::now() < deadline, "the refused call was not counted:\n{page}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    // No credential and no minted token reaches a log, at the debug level the operators ran with.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(ns.client.clone(), &ns.name);
+    let mut values = Vec::new();
+    for secret in secrets.list(&Default::default()).await.unwrap() {
+        for (key, value) in secret.data.unwrap_or_default() {
+            let value = String::from_utf8_lossy(&value.0).into_owned();
+            // Short values ("tok") would match ordinary words; URLs and ids are not secret.
+            if value.len() >= 6 && !value.starts_with("http") && (key != "url" && key != "endpoint") {
+                values.push((secret.metadata.name.clone().unwrap_or_default(), key, value));
+            }
+        }
+    }
+    assert!(values.iter().any(|(_, key, _)| key.starts_with("token-")), "the Civis token is among them: {values:?}");
+    let logs = [&first.log, &second.log].map(|f| std::fs::read_to_string(f).unwrap_or_default());
+    for (secret, key, value) in &values {
+        assert!(!logs.iter().any(|log| log.contains(value.as_str())), "{secret}/{key} is in an operator log");
+    }
     sims.clean_up();
 }
 
