@@ -84,3 +84,32 @@ async fn password_login_gives_a_session_and_a_wrong_password_is_unauthorized() {
     assert_eq!(c.verify().await.unwrap().0, "admin");
     assert!(matches!(Client::login(config, "admin", &Secret::new("nope")).await, Err(Error::Unauthorized(_))));
 }
+
+#[tokio::test]
+async fn reads_asked_while_one_is_under_way_share_the_next() {
+    use tether_platforms::iguazio::{ManifestWriter, WriterTiming};
+    let (client, url) = setup(Duration::ZERO).await;
+    let origin = url.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    // Each read takes 300 ms, so the ten below overlap.
+    let fault = json!({"method": "GET", "route": "/api/app_services_manifests", "latencyMs": 300});
+    assert!(http.post(format!("{origin}/_sim/faults")).json(&fault).send().await.unwrap().status().is_success());
+    let writer = ManifestWriter::new(client, WriterTiming::default());
+    let reads = futures::future::join_all((0..10).map(|_| writer.read())).await;
+    assert!(reads.iter().all(Result::is_ok));
+    let counters: serde_json::Value =
+        http.get(format!("{origin}/_sim/counters")).send().await.unwrap().json().await.unwrap();
+    let gets = counters["GET /api/app_services_manifests"].as_u64().unwrap();
+    assert!(gets <= 2, "ten concurrent reads made {gets} GETs");
+
+    // A read asked after a write sees the write.
+    writer
+        .client()
+        .put_manifest(&tether_platforms::iguazio::Manifest {
+            app_services: vec![service("after")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(writer.read().await.unwrap().service("after").is_some());
+}

@@ -165,7 +165,8 @@ async fn twenty_appservices_changed_at_once_lose_nothing() {
         wait_until(&s.api, name, "becomes Ready", |c| generation_ready(c, 1)).await;
     }
     let creates_puts = sim_counter(&s.origin, PUT).await;
-    eprintln!("20 creates took {creates_puts} manifest writes");
+    let gets = sim_counter(&s.origin, "GET /api/app_services_manifests").await;
+    eprintln!("20 creates took {creates_puts} manifest writes and {gets} reads until all were Ready");
     assert!(creates_puts <= 10, "concurrent creates are folded into few writes, took {creates_puts}");
 
     // All twenty change at once: every change lands, none overwrites another.

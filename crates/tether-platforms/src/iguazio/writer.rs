@@ -62,6 +62,8 @@ pub struct ManifestWriter {
     timing: WriterTiming,
     pending: Mutex<BTreeMap<String, Pending>>,
     writing: tokio::sync::Mutex<()>,
+    /// The last read and when its GET began, shared by readers who asked before that.
+    last_read: tokio::sync::Mutex<Option<(tokio::time::Instant, Manifest)>>,
 }
 
 /// How many times a write that meets a job someone else started re-reads and tries again.
@@ -70,7 +72,30 @@ const CONFLICT_ATTEMPTS: usize = 5;
 impl ManifestWriter {
     /// A writer over `client`.
     pub fn new(client: Client, timing: WriterTiming) -> Self {
-        Self { client, timing, pending: Mutex::default(), writing: tokio::sync::Mutex::new(()) }
+        Self {
+            client,
+            timing,
+            pending: Mutex::default(),
+            writing: tokio::sync::Mutex::new(()),
+            last_read: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The manifest, read no earlier than this call: callers who ask while a read is under way wait for the
+    /// next one and share it, so N resources observed at once (as at start-up) make one GET per round, not
+    /// N, and none sees a manifest older than its question.
+    pub async fn read(&self) -> Result<Manifest> {
+        let asked = tokio::time::Instant::now();
+        let mut last = self.last_read.lock().await;
+        if let Some((began, manifest)) = last.as_ref()
+            && *began >= asked
+        {
+            return Ok(manifest.clone());
+        }
+        let began = tokio::time::Instant::now();
+        let manifest = self.client.manifest().await?;
+        *last = Some((began, manifest.clone()));
+        Ok(manifest)
     }
 
     /// The client, for reads.
