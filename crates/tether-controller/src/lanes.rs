@@ -3,10 +3,16 @@
 //! kube-runtime runs due reconciles in the order they fell due, through one pool: when many drift checks
 //! are due (or a platform is slow to answer them), a resource created a moment ago queues behind all of
 //! them. Tether runs the runtime without a limit and takes the limit here instead, in two pools of
-//! `--concurrency` each: the change lane for a resource that is new, deleting, edited since this process
-//! last reconciled it, or woken by a Secret or Connection it reads; the drift lane for the rest.
+//! `--concurrency` each: the change lane for a resource that is new, deleting, still converging on its
+//! spec, edited since this process last reconciled it, or woken by a Secret or Connection it reads; the
+//! drift lane for the rest.
+//!
+//! An edit is a new generation or new annotations (they ask for restarts, redeploys, pauses, adoptions).
+//! Tether's own writes (status, finalizer) change the resource version but are not edits: a resource
+//! that just became Ready is looked at once more after its status write, and that look is a drift check.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
 use kube::Resource;
@@ -16,7 +22,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// Which pool a reconcile runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
-    /// New, changed, deleting or woken by a dependency.
+    /// New, changed, converging, deleting or woken by a dependency.
     Change,
     /// A periodic drift check or a retry of the same object.
     Drift,
@@ -36,8 +42,8 @@ impl Lane {
 pub struct Lanes<K: Resource<DynamicType = ()>> {
     change: Option<Semaphore>,
     drift: Option<Semaphore>,
-    /// The resource version each resource had when this process last reconciled it.
-    seen: Mutex<HashMap<ObjectRef<K>, String>>,
+    /// What each resource asked for (generation and annotations) when this process last reconciled it.
+    seen: Mutex<HashMap<ObjectRef<K>, u64>>,
     /// Resources a Secret or Connection they read has woken.
     woken: Mutex<HashSet<ObjectRef<K>>>,
 }
@@ -54,15 +60,13 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
         self.woken.lock().unwrap_or_else(|p| p.into_inner()).extend(resources.iter().cloned());
     }
 
-    /// The lane of a reconcile of `cr`, consuming its wake mark.
-    pub fn lane(&self, cr: &K, applied_generation: Option<i64>) -> Lane {
+    /// The lane of a reconcile of `cr`, consuming its wake mark. `settled`: its status says this generation
+    /// was reconciled and nothing is converging.
+    pub fn lane(&self, cr: &K, settled: bool) -> Lane {
         let reference = ObjectRef::from_obj(cr);
         let woken = self.woken.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
-        let meta = cr.meta();
-        let edited =
-            self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&reference) != meta.resource_version.as_ref();
-        let new_spec = applied_generation.is_none() || applied_generation != meta.generation;
-        if woken || edited || new_spec || meta.deletion_timestamp.is_some() { Lane::Change } else { Lane::Drift }
+        let edited = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&reference) != Some(&intent(cr));
+        if woken || edited || !settled || cr.meta().deletion_timestamp.is_some() { Lane::Change } else { Lane::Drift }
     }
 
     /// Waits for a worker of `lane`.
@@ -74,19 +78,23 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
         pool.acquire().await.ok()
     }
 
-    /// Records that `cr`, at its current version, has been reconciled.
+    /// Records that `cr`, as it stands, has been reconciled.
     pub fn reconciled(&self, cr: &K) {
-        if let Some(version) = cr.meta().resource_version.clone() {
-            self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), version);
-        }
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), intent(cr));
     }
 
     /// Forgets a resource that is gone.
-    pub fn forget(&self, cr: &K) {
-        let reference = ObjectRef::from_obj(cr);
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
-        self.woken.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+    pub fn forget(&self, reference: &ObjectRef<K>) {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
+        self.woken.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
     }
+}
+
+/// What a user can ask of a resource: its generation (the spec) and its annotations.
+fn intent<K: Resource>(cr: &K) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (cr.meta().generation, &cr.meta().annotations).hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -95,13 +103,15 @@ mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::ObjectMeta;
 
-    fn object(version: &str, generation: i64) -> ConfigMap {
+    fn object(version: &str, generation: i64, annotations: &[(&str, &str)]) -> ConfigMap {
+        let annotations = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ConfigMap {
             metadata: ObjectMeta {
                 name: Some("a".into()),
                 namespace: Some("n".into()),
                 resource_version: Some(version.into()),
                 generation: Some(generation),
+                annotations: Some(annotations),
                 ..Default::default()
             },
             ..Default::default()
@@ -109,16 +119,20 @@ mod tests {
     }
 
     #[test]
-    fn only_an_unchanged_applied_object_is_a_drift_check() {
+    fn only_an_unchanged_settled_object_is_a_drift_check() {
         let lanes = Lanes::new(1);
-        assert_eq!(lanes.lane(&object("1", 1), None), Lane::Change, "never reconciled, no status");
-        lanes.reconciled(&object("1", 1));
-        assert_eq!(lanes.lane(&object("1", 1), Some(1)), Lane::Drift);
-        assert_eq!(lanes.lane(&object("2", 1), Some(1)), Lane::Change, "an annotation or label edit");
-        assert_eq!(lanes.lane(&object("1", 2), Some(1)), Lane::Change, "a spec not applied yet");
-        lanes.wake(&[ObjectRef::from_obj(&object("1", 1))]);
-        assert_eq!(lanes.lane(&object("1", 1), Some(1)), Lane::Change, "its Secret changed");
-        assert_eq!(lanes.lane(&object("1", 1), Some(1)), Lane::Drift, "the wake is used once");
+        let first = object("1", 1, &[]);
+        assert_eq!(lanes.lane(&first, false), Lane::Change, "never reconciled, no status");
+        lanes.reconciled(&first);
+        assert_eq!(lanes.lane(&first, true), Lane::Drift);
+        assert_eq!(lanes.lane(&object("2", 1, &[]), true), Lane::Drift, "Tether's own status write");
+        assert_eq!(lanes.lane(&first, false), Lane::Change, "still converging");
+        assert_eq!(lanes.lane(&object("3", 2, &[]), true), Lane::Change, "a spec edit");
+        let restart = object("3", 1, &[("tether.dev/restart", "now")]);
+        assert_eq!(lanes.lane(&restart, true), Lane::Change, "an annotation edit");
+        lanes.wake(&[ObjectRef::from_obj(&first)]);
+        assert_eq!(lanes.lane(&first, true), Lane::Change, "its Secret changed");
+        assert_eq!(lanes.lane(&first, true), Lane::Drift, "the wake is used once");
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ pub mod adapter;
 pub mod adapters;
 pub mod connection;
 pub mod connection_status;
+mod context;
 pub mod error;
 pub mod lanes;
 pub mod metrics;

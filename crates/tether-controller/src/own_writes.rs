@@ -57,8 +57,8 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     }
 
     /// Forgets a resource that is gone.
-    pub fn forget(&self, cr: &K) {
-        self.versions.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(cr));
+    pub fn forget(&self, reference: &ObjectRef<K>) {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
     }
 }
 

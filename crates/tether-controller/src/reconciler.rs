@@ -2,16 +2,14 @@
 //! done) → paused → connection → finalizer → observe → create or update → status, written only when it
 //! changed. The adapter supplies the four verbs; everything else lives here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -19,11 +17,11 @@ use serde_json::json;
 use tether_platforms::Error as PlatformError;
 
 use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Request};
-use crate::connection::{self, Dependency};
+use crate::connection::Dependency;
+pub use crate::context::{Config, Context};
+use crate::context::{Dependencies, dependents};
 use crate::error::{Error, Result};
 use crate::lanes::Lanes;
-use crate::metrics::Metrics;
-use crate::own_writes::OwnWrites;
 use crate::status::{self, Outcome, reasons};
 use k8s_openapi::api::core::v1::Secret;
 use tether_api::connection::{ClusterConnection, Connection};
@@ -36,144 +34,6 @@ pub const FIELD_MANAGER: &str = "tether";
 pub const PAUSED: &str = "tether.dev/paused";
 /// Annotation: the resource's own drift-check period (`90s`, `5m`, `1h`).
 pub const POLL_INTERVAL: &str = "tether.dev/poll-interval";
-
-/// Timing of the loop.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// How often a settled resource is compared with its remote object (jittered ±10 %).
-    pub poll_interval: Duration,
-    /// How soon a converging resource (creating, updating, deleting) is looked at again.
-    pub converge_interval: Duration,
-    /// Wait before the first retry after a failure; it doubles with each further failure.
-    pub backoff: Duration,
-    /// Longest per-object backoff after failures.
-    pub max_backoff: Duration,
-    /// Most reconciles of one kind at once in each lane, changes and drift checks (0: no limit); see
-    /// [`crate::lanes`].
-    pub concurrency: u16,
-    /// Where reconciles are counted and timed, if anywhere.
-    pub metrics: Option<Arc<Metrics>>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            poll_interval: Duration::from_secs(600),
-            converge_interval: Duration::from_secs(2),
-            backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
-            concurrency: 0,
-            metrics: None,
-        }
-    }
-}
-
-/// What the reconcile of one kind shares: the Kubernetes client, the timing, platform clients cached per
-/// account (settings + Secret versions), and each object's count of consecutive failures.
-pub struct Context<A: Adapter> {
-    /// The Kubernetes client.
-    pub client: kube::Client,
-    /// Publishes Kubernetes Events about the resources.
-    recorder: Recorder,
-    /// Timing.
-    pub config: Config,
-    clients: Mutex<HashMap<String, Arc<A::Client>>>,
-    failures: Mutex<HashMap<ObjectRef<A::Resource>, u32>>,
-    /// The retry delay `reconcile` chose for a failure, for `error_policy` to apply.
-    retries: Mutex<HashMap<ObjectRef<A::Resource>, Duration>>,
-    dependencies: Dependencies<A::Resource>,
-    /// What this process wrote to each resource, to tell a cache that lags behind it.
-    own_writes: OwnWrites<A::Resource>,
-    /// The worker pools for changes and for drift checks.
-    lanes: Arc<Lanes<A::Resource>>,
-    /// The controller's name in metrics: the kind, lowercase.
-    controller: String,
-}
-
-/// Which Connections, ClusterConnections and Secrets each resource's account was last read from.
-type Dependencies<K> = Arc<Mutex<HashMap<ObjectRef<K>, Vec<Dependency>>>>;
-
-/// The resources whose account was read from `dependency`.
-fn dependents<K: ManagedResource>(index: &Dependencies<K>, dependency: &Dependency) -> Vec<ObjectRef<K>> {
-    let index = index.lock().unwrap_or_else(|p| p.into_inner());
-    index.iter().filter(|(_, deps)| deps.contains(dependency)).map(|(r, _)| r.clone()).collect()
-}
-
-impl<A: Adapter> Context<A> {
-    /// A context for one kind.
-    pub fn new(client: kube::Client, config: Config) -> Arc<Self> {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        let recorder = Recorder::new(client.clone(), reporter);
-        Arc::new(Self {
-            client,
-            recorder,
-            clients: Mutex::default(),
-            failures: Mutex::default(),
-            retries: Mutex::default(),
-            dependencies: Arc::default(),
-            own_writes: OwnWrites::default(),
-            lanes: Arc::new(Lanes::new(config.concurrency)),
-            controller: A::Resource::kind(&()).to_lowercase(),
-            config,
-        })
-    }
-
-    /// Publishes an Event about `cr`; a failure to publish is logged, never fatal.
-    async fn event(&self, cr: &A::Resource, warning: bool, reason: &str, action: &str, note: String) {
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &cr.object_ref(&())).await {
-            tracing::debug!(%error, "could not publish an Event");
-        }
-    }
-
-    /// The resource with the Secret values its spec uses and its outputs Secret's data.
-    async fn request<'a>(&self, cr: &'a A::Resource) -> Result<Request<'a, A::Resource>> {
-        let namespace = cr.namespace().unwrap_or_default();
-        let selectors = cr.secret_inputs();
-        let mut inputs = Default::default();
-        if !selectors.is_empty() {
-            let mut dependencies = Vec::new();
-            let read = connection::read_values(&self.client, &namespace, &selectors, &mut dependencies).await;
-            let reference = ObjectRef::from_obj(cr);
-            let mut index = self.dependencies.lock().unwrap_or_else(|p| p.into_inner());
-            index.entry(reference).or_default().extend(dependencies);
-            drop(index);
-            inputs = read?;
-        }
-        let mut outputs = std::collections::BTreeMap::new();
-        if let Some(name) = cr.outputs_secret() {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            if let Some(secret) = api.get_opt(name).await? {
-                for (key, value) in secret.data.unwrap_or_default() {
-                    outputs.insert(key, String::from_utf8_lossy(&value.0).into_owned());
-                }
-            }
-        }
-        Ok(Request::new(cr, inputs, outputs))
-    }
-
-    async fn platform_client(&self, cr: &A::Resource) -> Result<Arc<A::Client>> {
-        let namespace = cr.namespace().unwrap_or_default();
-        let mut dependencies = Vec::new();
-        let account =
-            connection::resolve(&self.client, &namespace, cr.connection_ref(), A::PLATFORM, &mut dependencies).await;
-        self.dependencies.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), dependencies);
-        let account = account?;
-        let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = cache.get(&account.fingerprint) {
-            return Ok(client.clone());
-        }
-        let client = Arc::new(A::connect(&account).map_err(Error::platform("connect"))?);
-        cache.insert(account.fingerprint.clone(), client.clone());
-        Ok(client)
-    }
-}
 
 /// Runs the controller of one kind, over every namespace or only `namespace`, until `shutdown` resolves.
 pub async fn run<A: Adapter>(
@@ -222,13 +82,26 @@ pub async fn run<A: Adapter>(
             by_cluster_connection(Dependency::ClusterConnection { name: conn.name_any() })
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::<A>, error_policy::<A>, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile failed");
+        .run(reconcile::<A>, error_policy::<A>, context.clone())
+        .for_each(move |result| {
+            match result {
+                // Deleted without Tether's finalizer: its scheduled look found it gone.
+                Err(controller::Error::ObjectNotFound(gone)) => context.forget(&typed::<A::Resource>(&gone)),
+                Err(error) => tracing::debug!(%error, "reconcile failed"),
+                Ok(_) => {}
             }
+            std::future::ready(())
         })
         .await;
+}
+
+/// The reference the runtime reports, as the kind's own.
+pub(crate) fn typed<K: Resource<DynamicType = ()>>(reference: &ObjectRef<DynamicObject>) -> ObjectRef<K> {
+    let typed = ObjectRef::new(&reference.name);
+    match &reference.namespace {
+        Some(namespace) => typed.within(namespace),
+        None => typed,
+    }
 }
 
 /// Reconciles one resource. Failures are written into its status before they are returned, so the
@@ -248,7 +121,7 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         tracing::debug!(parent: &span, "the cache has not caught up with Tether's own write yet");
         return Ok(Action::requeue(ctx.config.converge_interval));
     }
-    let lane = ctx.lanes.lane(&cr, cr.managed_status().and_then(|s| s.observed_generation));
+    let lane = ctx.lanes.lane(&cr, settled(cr.as_ref()));
     span.record("lane", lane.as_str());
     let _worker = ctx.lanes.enter(lane).await;
     ctx.lanes.reconciled(&cr);
@@ -279,6 +152,18 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
             Err(error)
         }
     }
+}
+
+/// Whether the status says this generation was reconciled and nothing is converging. A retry after a
+/// failure counts as settled: it takes the drift lane.
+fn settled<K: ManagedResource>(cr: &K) -> bool {
+    cr.managed_status().is_some_and(|s| {
+        s.observed_generation == cr.meta().generation
+            && !s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == status::types::RECONCILING && c.status == tether_api::ConditionStatus::True)
+    })
 }
 
 /// Records a failure in the resource's status (and an Event when the reason is new).
@@ -466,9 +351,7 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
     }
     let remaining: Vec<String> = cr.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     patch_finalizers(cr, ctx, remaining).await?;
-    ctx.dependencies.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(cr));
-    ctx.own_writes.forget(cr);
-    ctx.lanes.forget(cr);
+    ctx.forget(&ObjectRef::from_obj(cr));
     Ok(Step::Done(None))
 }
 

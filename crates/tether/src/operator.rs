@@ -28,8 +28,9 @@ pub struct RunArgs {
     /// the annotation tether.dev/poll-interval).
     #[arg(long, env = "TETHER_POLL_INTERVAL_SECONDS", default_value_t = 600)]
     poll_interval_seconds: u64,
-    /// Most reconciles of one kind running at once, in each of two lanes: new, edited or deleting resources,
-    /// and periodic drift checks (so changes never wait behind drift checks). 0: no limit.
+    /// Most reconciles of one kind running at once, in each of two lanes: new, edited, converging or
+    /// deleting resources, and periodic drift checks and retries (so changes never wait behind drift checks).
+    /// 0: no limit.
     #[arg(long, env = "TETHER_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
     /// Log format: pretty or json.

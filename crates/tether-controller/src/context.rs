@@ -1,0 +1,210 @@
+//! What the reconcile of one kind shares, and what it remembers of each resource between reconciles.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::adapter::{Adapter, ManagedResource, Request};
+use crate::connection::{self, Dependency};
+use crate::error::{Error, Result};
+use crate::lanes::Lanes;
+use crate::metrics::Metrics;
+use crate::own_writes::OwnWrites;
+use crate::reconciler::FIELD_MANAGER;
+
+/// Timing of the loop.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How often a settled resource is compared with its remote object (jittered ±10 %).
+    pub poll_interval: Duration,
+    /// How soon a converging resource (creating, updating, deleting) is looked at again.
+    pub converge_interval: Duration,
+    /// Wait before the first retry after a failure; it doubles with each further failure.
+    pub backoff: Duration,
+    /// Longest per-object backoff after failures.
+    pub max_backoff: Duration,
+    /// Most reconciles of one kind at once in each lane, changes and drift checks (0: no limit); see
+    /// [`crate::lanes`].
+    pub concurrency: u16,
+    /// Where reconciles are counted and timed, if anywhere.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(600),
+            converge_interval: Duration::from_secs(2),
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            concurrency: 0,
+            metrics: None,
+        }
+    }
+}
+
+/// What the reconcile of one kind shares: the Kubernetes client, the timing, platform clients cached per
+/// account (settings + Secret versions), and each object's count of consecutive failures.
+pub struct Context<A: Adapter> {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// Publishes Kubernetes Events about the resources.
+    pub(crate) recorder: Recorder,
+    /// Timing.
+    pub config: Config,
+    pub(crate) clients: Mutex<HashMap<String, Arc<A::Client>>>,
+    pub(crate) failures: Mutex<HashMap<ObjectRef<A::Resource>, u32>>,
+    /// The retry delay `reconcile` chose for a failure, for `error_policy` to apply.
+    pub(crate) retries: Mutex<HashMap<ObjectRef<A::Resource>, Duration>>,
+    pub(crate) dependencies: Dependencies<A::Resource>,
+    /// What this process wrote to each resource, to tell a cache that lags behind it.
+    pub(crate) own_writes: OwnWrites<A::Resource>,
+    /// The worker pools for changes and for drift checks.
+    pub(crate) lanes: Arc<Lanes<A::Resource>>,
+    /// The controller's name in metrics: the kind, lowercase.
+    pub(crate) controller: String,
+}
+
+/// Which Connections, ClusterConnections and Secrets each resource's account was last read from.
+pub(crate) type Dependencies<K> = Arc<Mutex<HashMap<ObjectRef<K>, Vec<Dependency>>>>;
+
+/// The resources whose account was read from `dependency`.
+pub(crate) fn dependents<K: ManagedResource>(index: &Dependencies<K>, dependency: &Dependency) -> Vec<ObjectRef<K>> {
+    let index = index.lock().unwrap_or_else(|p| p.into_inner());
+    index.iter().filter(|(_, deps)| deps.contains(dependency)).map(|(r, _)| r.clone()).collect()
+}
+
+impl<A: Adapter> Context<A> {
+    /// A context for one kind.
+    pub fn new(client: kube::Client, config: Config) -> Arc<Self> {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Arc::new(Self {
+            client,
+            recorder,
+            clients: Mutex::default(),
+            failures: Mutex::default(),
+            retries: Mutex::default(),
+            dependencies: Arc::default(),
+            own_writes: OwnWrites::default(),
+            lanes: Arc::new(Lanes::new(config.concurrency)),
+            controller: A::Resource::kind(&()).to_lowercase(),
+            config,
+        })
+    }
+
+    /// Publishes an Event about `cr`; a failure to publish is logged, never fatal.
+    pub(crate) async fn event(&self, cr: &A::Resource, warning: bool, reason: &str, action: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &cr.object_ref(&())).await {
+            tracing::debug!(%error, "could not publish an Event");
+        }
+    }
+
+    /// The resource with the Secret values its spec uses and its outputs Secret's data.
+    pub(crate) async fn request<'a>(&self, cr: &'a A::Resource) -> Result<Request<'a, A::Resource>> {
+        let namespace = cr.namespace().unwrap_or_default();
+        let selectors = cr.secret_inputs();
+        let mut inputs = Default::default();
+        if !selectors.is_empty() {
+            let mut dependencies = Vec::new();
+            let read = connection::read_values(&self.client, &namespace, &selectors, &mut dependencies).await;
+            let reference = ObjectRef::from_obj(cr);
+            let mut index = self.dependencies.lock().unwrap_or_else(|p| p.into_inner());
+            index.entry(reference).or_default().extend(dependencies);
+            drop(index);
+            inputs = read?;
+        }
+        let mut outputs = std::collections::BTreeMap::new();
+        if let Some(name) = cr.outputs_secret() {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+            if let Some(secret) = api.get_opt(name).await? {
+                for (key, value) in secret.data.unwrap_or_default() {
+                    outputs.insert(key, String::from_utf8_lossy(&value.0).into_owned());
+                }
+            }
+        }
+        Ok(Request::new(cr, inputs, outputs))
+    }
+
+    /// Forgets what was remembered of a resource that is gone: its failures, pending retry, dependencies,
+    /// own writes and lane. Called when Tether releases its finalizer and when the runtime finds a
+    /// scheduled resource gone (one deleted without Tether's finalizer: paused, ObserveOnly, or never
+    /// connected), so a long-running process does not keep every resource it ever saw.
+    pub(crate) fn forget(&self, reference: &ObjectRef<A::Resource>) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
+        self.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
+        self.dependencies.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
+        self.own_writes.forget(reference);
+        self.lanes.forget(reference);
+    }
+
+    pub(crate) async fn platform_client(&self, cr: &A::Resource) -> Result<Arc<A::Client>> {
+        let namespace = cr.namespace().unwrap_or_default();
+        let mut dependencies = Vec::new();
+        let account =
+            connection::resolve(&self.client, &namespace, cr.connection_ref(), A::PLATFORM, &mut dependencies).await;
+        self.dependencies.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), dependencies);
+        let account = account?;
+        let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = cache.get(&account.fingerprint) {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(A::connect(&account).map_err(Error::platform("connect"))?);
+        cache.insert(account.fingerprint.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::ubiops::UbiOps;
+    use crate::lanes::Lane;
+    use tether_api::UbiService;
+
+    fn service() -> UbiService {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "tether.dev/v1alpha1", "kind": "UbiService",
+            "metadata": {"name": "scoring-api", "namespace": "team", "resourceVersion": "1", "generation": 1},
+            "spec": {"connectionRef": {"name": "ubiops"}, "project": "proj", "name": "scoring-api",
+                     "deployment": "dep-1", "version": "v1", "port": 8080},
+        }))
+        .expect("a UbiService")
+    }
+
+    #[tokio::test]
+    async fn a_resource_the_runtime_finds_gone_is_forgotten_everywhere() {
+        let nowhere = kube::Config::new("http://127.0.0.1:9".parse().expect("a url"));
+        let ctx = Context::<UbiOps>::new(kube::Client::try_from(nowhere).expect("a client"), Config::default());
+        let cr = service();
+        let reference = ObjectRef::from_obj(&cr);
+        ctx.failures.lock().unwrap().insert(reference.clone(), 3);
+        ctx.retries.lock().unwrap().insert(reference.clone(), Duration::from_secs(8));
+        ctx.dependencies.lock().unwrap().insert(reference.clone(), vec![]);
+        ctx.own_writes.record(&cr, Some("2".into()));
+        ctx.lanes.reconciled(&cr);
+        assert!(ctx.own_writes.is_stale(&cr));
+        assert_eq!(ctx.lanes.lane(&cr, true), Lane::Drift);
+
+        // As the runtime reports it: the reference with the kind erased.
+        ctx.forget(&crate::reconciler::typed(&reference.erase()));
+
+        assert!(ctx.failures.lock().unwrap().is_empty());
+        assert!(ctx.retries.lock().unwrap().is_empty());
+        assert!(ctx.dependencies.lock().unwrap().is_empty());
+        assert!(!ctx.own_writes.is_stale(&cr), "no write remembered");
+        assert_eq!(ctx.lanes.lane(&cr, true), Lane::Change, "never seen, as if new");
+    }
+}
