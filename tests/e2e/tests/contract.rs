@@ -1,6 +1,8 @@
 //! The contract every kind keeps, checked the same way for all five from their examples/ manifests:
-//! Ready with an external id; a steady state that writes nothing anywhere; drift made by another client on
-//! the platform is put back within a drift period; paused makes no remote call;
+//! Ready with an external id; a steady state that writes nothing anywhere; a spec change reaches the
+//! platform and Ready follows the new generation; drift made by another client on the platform is put back
+//! within a drift period; wrong credentials show as Synced=False Unauthorized until the Secret is fixed,
+//! with no restart; paused makes no remote call;
 //! ObserveOnly makes no remote write; Orphan leaves the remote object; a new resource adopts it by
 //! annotation (and by natural key where names are unique); the platform's failure state shows as
 //! Ready=False with the platform's words; Delete removes it and releases the finalizer.
@@ -8,6 +10,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -78,7 +81,9 @@ async fn probe(platform: &str, url: &str, cr: &DynamicObject) -> Value {
         }
         "civis" => {
             let client = tether_platforms::civis::Client::new(config, &Credential::new("sim-key")).unwrap();
-            Value::from(client.get(id.parse().unwrap()).await.unwrap().description)
+            // The description as declared, without the ownership marker Tether appends.
+            let description = client.get(id.parse().unwrap()).await.unwrap().description.unwrap_or_default();
+            Value::from(description.split(" [tether:").next().unwrap_or_default())
         }
         "apolo" => {
             let client =
@@ -96,6 +101,27 @@ async fn probe(platform: &str, url: &str, cr: &DynamicObject) -> Value {
             client.describe(&id).await.unwrap().fields["title"].clone()
         }
         other => panic!("no probe for {other}"),
+    }
+}
+
+/// Waits until [`probe`] reads `expected` on the platform.
+async fn remote_becomes(platform: &str, url: &str, cr: &DynamicObject, expected: &Value, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = probe(platform, url, cr).await;
+        if &now == expected {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{platform}: {what}: the platform holds {now}, not {expected}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The one value a spec change sets (`{"input": {"storage_gb": 30}}` → `30`).
+fn leaf(change: &Value) -> Value {
+    match change.as_object() {
+        Some(fields) if fields.len() == 1 => leaf(fields.values().next().unwrap()),
+        _ => change.clone(),
     }
 }
 
@@ -194,16 +220,35 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
     );
     assert_eq!(calls(&origin).await.1, writes, "{}: remote writes in a steady state", kind.platform);
 
-    // Drift: another client changes the remote object; Tether puts it back within a drift period.
+    // A spec change reaches the platform, and Ready follows the new generation; then it is taken back.
     let declared = probe(kind.platform, &sim.url, &after).await;
+    patch(&api, &name, json!({"spec": kind.change.0})).await;
+    wait_for(&api, &name, "is Ready for the changed spec", ready).await;
+    remote_becomes(kind.platform, &sim.url, &after, &leaf(&kind.change.0), "the spec change").await;
+    patch(&api, &name, json!({"spec": kind.change.1})).await;
+    wait_for(&api, &name, "is Ready for the spec taken back", ready).await;
+    remote_becomes(kind.platform, &sim.url, &after, &declared, "the spec taken back").await;
+
+    // Drift: another client changes the remote object; Tether puts it back within a drift period.
     drift(kind.platform, &sim.url, &after).await;
     assert_ne!(probe(kind.platform, &sim.url, &after).await, declared, "{}: the drift did not happen", kind.platform);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while probe(kind.platform, &sim.url, &after).await != declared {
-        assert!(tokio::time::Instant::now() < deadline, "{}: drift never corrected", kind.platform);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    remote_becomes(kind.platform, &sim.url, &after, &declared, "the drift corrected").await;
     wait_for(&api, &name, "is Ready after the drift", ready).await;
+
+    // Wrong credentials: Synced=False Unauthorized; fixing the Secret recovers it without a restart.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let credentials = |wrong: bool| -> serde_json::Map<String, Value> {
+        let value = |k: &str, v: &str| if wrong && k != "username" { "wrong".to_string() } else { v.to_string() };
+        kind.credentials.iter().map(|(k, v)| (k.to_string(), Value::from(value(k, v)))).collect()
+    };
+    let rotate = |data: serde_json::Map<String, Value>| json!({"stringData": data});
+    secrets.patch(kind.platform, &PatchParams::default(), &Patch::Merge(rotate(credentials(true)))).await.unwrap();
+    wait_for(&api, &name, "reports the wrong credentials", |o| {
+        o.and_then(|o| condition(o, "Synced")).is_some_and(|(s, r)| s == "False" && r == "Unauthorized")
+    })
+    .await;
+    secrets.patch(kind.platform, &PatchParams::default(), &Patch::Merge(rotate(credentials(false)))).await.unwrap();
+    wait_for(&api, &name, "recovers once the Secret is fixed", ready).await;
 
     // Paused: no remote call at all.
     patch(&api, &name, json!({"metadata": {"annotations": {"tether.dev/paused": "true"}}})).await;
