@@ -139,7 +139,7 @@ impl<A: Adapter> Context<A> {
     }
 
     /// Forgets what was remembered of a resource that is gone: its failures, pending retry, dependencies,
-    /// own writes and lane. Called when Tether releases its finalizer and when the runtime finds a
+    /// own writes, lane and due time. Called when Tether releases its finalizer and when the runtime finds a
     /// scheduled resource gone (one deleted without Tether's finalizer: paused, ObserveOnly, or never
     /// connected), so a long-running process does not keep every resource it ever saw.
     pub(crate) fn forget(&self, reference: &ObjectRef<A::Resource>) {
@@ -148,6 +148,9 @@ impl<A: Adapter> Context<A> {
         self.dependencies.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
         self.own_writes.forget(reference);
         self.lanes.forget(reference);
+        if let Some(metrics) = &self.config.metrics {
+            metrics.forget(&self.controller, &reference.to_string());
+        }
     }
 
     pub(crate) async fn platform_client(&self, cr: &A::Resource) -> Result<Arc<A::Client>> {

@@ -5,8 +5,8 @@
 //! - `controller_runtime_reconcile_errors_total{controller}`;
 //! - `controller_runtime_reconcile_time_seconds{controller}` (histogram);
 //! - `controller_runtime_active_workers{controller}`: reconciles running now;
-//! - `workqueue_depth{name}`: resources whose next reconcile is due but has not started (kube-runtime keeps
-//!   its queue private, so Tether counts the due times it asked for);
+//! - `workqueue_depth{name}`: resources whose next reconcile is due but has not started: waiting for a
+//!   worker of their lane, or past the due time Tether asked for (kube-runtime keeps its queue private);
 //! - `tether_reconcile_failures_total{controller, reason}`: failures by condition reason.
 
 use std::collections::HashMap;
@@ -91,6 +91,25 @@ impl Metrics {
         ReconcileTimer { metrics: self.clone(), controller: controller.to_string(), object, started: Instant::now() }
     }
 
+    /// A reconcile of `object` is waiting for a worker.
+    pub(crate) fn queued(&self, controller: &str, object: String) {
+        self.due
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(controller.to_string())
+            .or_default()
+            .insert(object, Instant::now());
+        self.refresh_depth(controller);
+    }
+
+    /// `object` is gone: nothing of it is due any more.
+    pub(crate) fn forget(&self, controller: &str, object: &str) {
+        if let Some(due) = self.due.lock().unwrap_or_else(|p| p.into_inner()).get_mut(controller) {
+            due.remove(object);
+        }
+        self.refresh_depth(controller);
+    }
+
     fn refresh_depth(&self, controller: &str) {
         let now = Instant::now();
         let due = self.due.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,5 +155,34 @@ impl ReconcileTimer {
             let mut due = m.due.lock().unwrap_or_else(|p| p.into_inner());
             due.entry(self.controller.clone()).or_default().insert(self.object, Instant::now() + after);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+
+    fn depth(registry: &Registry) -> String {
+        let mut text = String::new();
+        encode(&mut text, registry).unwrap();
+        text.lines().find(|l| l.starts_with("workqueue_depth{")).unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn the_depth_counts_waiting_and_overdue_resources_until_they_start_or_are_gone() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        metrics.queued("ubiservice", "team/a".into());
+        metrics.queued("ubiservice", "team/b".into());
+        assert_eq!(depth(&registry), r#"workqueue_depth{name="ubiservice"} 2"#);
+        metrics.start("ubiservice", "team/a".into()).finish(Ok(Some(Duration::ZERO)));
+        metrics.tick();
+        assert_eq!(depth(&registry), r#"workqueue_depth{name="ubiservice"} 2"#, "a is due again at once");
+        metrics.start("ubiservice", "team/a".into()).finish(Ok(Some(Duration::from_secs(600))));
+        metrics.tick();
+        assert_eq!(depth(&registry), r#"workqueue_depth{name="ubiservice"} 1"#, "a is due in ten minutes");
+        metrics.forget("ubiservice", "team/b");
+        assert_eq!(depth(&registry), r#"workqueue_depth{name="ubiservice"} 0"#, "b was deleted while waiting");
     }
 }

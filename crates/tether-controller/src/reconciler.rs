@@ -123,6 +123,9 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
     }
     let lane = ctx.lanes.lane(&cr, settled(cr.as_ref()));
     span.record("lane", lane.as_str());
+    if let Some(metrics) = &ctx.config.metrics {
+        metrics.queued(&ctx.controller, reference.to_string());
+    }
     let _worker = ctx.lanes.enter(lane).await;
     ctx.lanes.reconciled(&cr);
     let timer = ctx.config.metrics.as_ref().map(|m| m.start(&ctx.controller, reference.to_string()));

@@ -150,3 +150,15 @@ pub fn spawn_controller_with<A: tether_controller::adapter::Adapter>(
     let (client, ns) = (client.clone(), ns.to_string());
     tokio::spawn(async move { tether_controller::run::<A>(client, Some(&ns), config, std::future::pending()).await })
 }
+
+/// The credentials each simulator accepts, as a Connection's Secret holds them (`tether sim` seeds these).
+pub fn sim_credentials(platform: &str) -> &'static [(&'static str, &'static str)] {
+    match platform {
+        "iguazio" => &[("username", "admin"), ("accessKey", "test-key")],
+        "civis" => &[("apiKey", "sim-key")],
+        "apolo" => &[("token", "tok")],
+        "ubiops" => &[("token", "test-token")],
+        "peak" => &[("apiKey", "sim-token")],
+        other => panic!("no simulator credentials for {other}"),
+    }
+}

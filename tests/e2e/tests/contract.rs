@@ -16,14 +16,13 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use tether_controller::adapter::Adapter;
 use tether_controller::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
-use tether_e2e::{api_for, connect_with, create, manifests, spawn_controller};
+use tether_e2e::{api_for, connect_with, create, manifests, sim_credentials, spawn_controller};
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::{TestNamespace, repo_root};
 
 struct Kind {
     platform: &'static str,
     example: &'static str,
-    credentials: &'static [(&'static str, &'static str)],
     /// A spec change, and the patch that takes it back.
     change: (Value, Value),
 }
@@ -193,7 +192,7 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
         .unwrap();
     let origin = reqwest::Url::parse(&sim.url).unwrap().origin().ascii_serialization();
     let client = ns.client.clone();
-    connect_with(&client, &ns.name, kind.platform, &sim.url, kind.credentials).await;
+    connect_with(&client, &ns.name, kind.platform, &sim.url, sim_credentials(kind.platform)).await;
     let documents = manifests(&repo_root().join("examples").join(kind.example));
     for secret in documents.iter().filter(|d| d["kind"] == "Secret") {
         create(&client, &ns.name, secret, false).await.unwrap();
@@ -239,7 +238,7 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let credentials = |wrong: bool| -> serde_json::Map<String, Value> {
         let value = |k: &str, v: &str| if wrong && k != "username" { "wrong".to_string() } else { v.to_string() };
-        kind.credentials.iter().map(|(k, v)| (k.to_string(), Value::from(value(k, v)))).collect()
+        sim_credentials(kind.platform).iter().map(|(k, v)| (k.to_string(), Value::from(value(k, v)))).collect()
     };
     let rotate = |data: serde_json::Map<String, Value>| json!({"stringData": data});
     secrets.patch(kind.platform, &PatchParams::default(), &Patch::Merge(rotate(credentials(true)))).await.unwrap();
@@ -325,35 +324,30 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
 
 #[tokio::test]
 async fn appservice_keeps_the_contract() {
-    let credentials = &[("username", "admin"), ("accessKey", "test-key")];
     let change = (json!({"description": "changed"}), json!({"description": "Shared Jupyter for the data team"}));
-    keeps_the_contract::<Iguazio>(Kind { platform: "iguazio", example: "appservice.yaml", credentials, change }).await;
+    keeps_the_contract::<Iguazio>(Kind { platform: "iguazio", example: "appservice.yaml", change }).await;
 }
 
 #[tokio::test]
 async fn civisservice_keeps_the_contract() {
-    let credentials = &[("apiKey", "sim-key")];
     let change = (json!({"description": "changed"}), json!({"description": "Weekly sales dashboard"}));
-    keeps_the_contract::<Civis>(Kind { platform: "civis", example: "civisservice.yaml", credentials, change }).await;
+    keeps_the_contract::<Civis>(Kind { platform: "civis", example: "civisservice.yaml", change }).await;
 }
 
 #[tokio::test]
 async fn apoloapp_keeps_the_contract() {
-    let credentials = &[("token", "tok")];
     let change = (json!({"input": {"storage_gb": 30}}), json!({"input": {"storage_gb": 20}}));
-    keeps_the_contract::<Apolo>(Kind { platform: "apolo", example: "apoloapp.yaml", credentials, change }).await;
+    keeps_the_contract::<Apolo>(Kind { platform: "apolo", example: "apoloapp.yaml", change }).await;
 }
 
 #[tokio::test]
 async fn ubiservice_keeps_the_contract() {
-    let credentials = &[("token", "test-token")];
     let change = (json!({"description": "changed"}), json!({"description": "Real-time scoring endpoint"}));
-    keeps_the_contract::<UbiOps>(Kind { platform: "ubiops", example: "ubiservice.yaml", credentials, change }).await;
+    keeps_the_contract::<UbiOps>(Kind { platform: "ubiops", example: "ubiservice.yaml", change }).await;
 }
 
 #[tokio::test]
 async fn peakwebapp_keeps_the_contract() {
-    let credentials = &[("apiKey", "sim-token")];
     let change = (json!({"title": "changed"}), json!({"title": "Forecast explorer"}));
-    keeps_the_contract::<Peak>(Kind { platform: "peak", example: "peakwebapp.yaml", credentials, change }).await;
+    keeps_the_contract::<Peak>(Kind { platform: "peak", example: "peakwebapp.yaml", change }).await;
 }
