@@ -7,13 +7,16 @@
 //! spec, edited since this process last reconciled it, or woken by a Secret or Connection it reads; the
 //! drift lane for the rest.
 //!
-//! An edit is a new generation or new annotations (they ask for restarts, redeploys, pauses, adoptions).
-//! Tether's own writes (status, finalizer) change the resource version but are not edits: a resource
-//! that just became Ready is looked at once more after its status write, and that look is a drift check.
+//! An edit is a new generation, new annotations (they ask for restarts, redeploys, pauses, adoptions) or
+//! the deletion. Tether's own writes (status, finalizer) change the resource version but are not edits: a
+//! resource that just became Ready is looked at once more after its status write, and that look is a drift
+//! check. Converging counts as a change for [`CONVERGING_IS_A_CHANGE_FOR`] after the last edit only, so
+//! resources the platform never finishes with cannot crowd the change lane.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
@@ -38,21 +41,36 @@ impl Lane {
     }
 }
 
+/// How long after its last edit a resource still converging (creating, updating, deleting) takes the
+/// change lane; after that its looks are drift checks.
+pub const CONVERGING_IS_A_CHANGE_FOR: Duration = Duration::from_secs(600);
+
 /// The two pools, and what tells a change from a drift check.
 pub struct Lanes<K: Resource<DynamicType = ()>> {
     change: Option<Semaphore>,
     drift: Option<Semaphore>,
-    /// What each resource asked for (generation and annotations) when this process last reconciled it.
-    seen: Mutex<HashMap<ObjectRef<K>, u64>>,
+    /// What each resource asked for when this process last reconciled it, and since when.
+    seen: Mutex<HashMap<ObjectRef<K>, Seen>>,
     /// Resources a Secret or Connection they read has woken.
     woken: Mutex<HashSet<ObjectRef<K>>>,
+    converging_window: Duration,
+}
+
+#[derive(Clone, Copy)]
+struct Seen {
+    intent: u64,
+    since: Instant,
 }
 
 impl<K: Resource<DynamicType = ()>> Lanes<K> {
     /// Pools of `concurrency` workers each; 0 means no limit.
     pub fn new(concurrency: u16) -> Self {
+        Self::with_window(concurrency, CONVERGING_IS_A_CHANGE_FOR)
+    }
+
+    fn with_window(concurrency: u16, converging_window: Duration) -> Self {
         let pool = || (concurrency > 0).then(|| Semaphore::new(concurrency.into()));
-        Self { change: pool(), drift: pool(), seen: Mutex::default(), woken: Mutex::default() }
+        Self { change: pool(), drift: pool(), seen: Mutex::default(), woken: Mutex::default(), converging_window }
     }
 
     /// Marks resources woken by a dependency, so their next reconcile takes the change lane.
@@ -65,8 +83,10 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
     pub fn lane(&self, cr: &K, settled: bool) -> Lane {
         let reference = ObjectRef::from_obj(cr);
         let woken = self.woken.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
-        let edited = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&reference) != Some(&intent(cr));
-        if woken || edited || !settled || cr.meta().deletion_timestamp.is_some() { Lane::Change } else { Lane::Drift }
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&reference).copied();
+        let edited = seen.is_none_or(|s| s.intent != intent(cr));
+        let recently_edited = seen.is_none_or(|s| s.since.elapsed() < self.converging_window);
+        if woken || edited || (!settled && recently_edited) { Lane::Change } else { Lane::Drift }
     }
 
     /// Waits for a worker of `lane`.
@@ -80,7 +100,12 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
 
     /// Records that `cr`, as it stands, has been reconciled.
     pub fn reconciled(&self, cr: &K) {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), intent(cr));
+        let intent = intent(cr);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = seen.entry(ObjectRef::from_obj(cr)).or_insert(Seen { intent, since: Instant::now() });
+        if entry.intent != intent {
+            *entry = Seen { intent, since: Instant::now() };
+        }
     }
 
     /// Forgets a resource that is gone.
@@ -90,10 +115,11 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
     }
 }
 
-/// What a user can ask of a resource: its generation (the spec) and its annotations.
+/// What a user can ask of a resource: its generation (the spec), its annotations, its deletion.
 fn intent<K: Resource>(cr: &K) -> u64 {
+    let meta = cr.meta();
     let mut hasher = DefaultHasher::new();
-    (cr.meta().generation, &cr.meta().annotations).hash(&mut hasher);
+    (meta.generation, &meta.annotations, meta.deletion_timestamp.is_some()).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -101,6 +127,7 @@ fn intent<K: Resource>(cr: &K) -> u64 {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use kube::api::ObjectMeta;
 
     fn object(version: &str, generation: i64, annotations: &[(&str, &str)]) -> ConfigMap {
@@ -133,6 +160,19 @@ mod tests {
         lanes.wake(&[ObjectRef::from_obj(&first)]);
         assert_eq!(lanes.lane(&first, true), Lane::Change, "its Secret changed");
         assert_eq!(lanes.lane(&first, true), Lane::Drift, "the wake is used once");
+        let mut deleting = first.clone();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        assert_eq!(lanes.lane(&deleting, false), Lane::Change, "deleted");
+    }
+
+    #[test]
+    fn converging_long_after_the_last_edit_is_a_drift_check() {
+        let lanes = Lanes::with_window(1, Duration::ZERO);
+        let stuck = object("1", 1, &[]);
+        lanes.reconciled(&stuck);
+        assert_eq!(lanes.lane(&stuck, false), Lane::Drift, "converging, but not since a recent edit");
+        let edited = object("2", 2, &[]);
+        assert_eq!(lanes.lane(&edited, false), Lane::Change, "an edit is always a change");
     }
 
     #[tokio::test]
