@@ -87,6 +87,9 @@ pub struct Request<'a, R> {
     pub inputs: BTreeMap<String, Secret>,
     /// The data of the outputs Secret when the reconcile began (empty without one).
     pub outputs: BTreeMap<String, String>,
+    /// How old a read of platform state that many resources share (an Iguazio tenant's manifest) may be for
+    /// this reconcile: zero unless it is a drift check.
+    pub shared_read_age: std::time::Duration,
     published: Mutex<BTreeMap<String, String>>,
     warnings: Mutex<Vec<(&'static str, String)>>,
 }
@@ -94,7 +97,8 @@ pub struct Request<'a, R> {
 impl<'a, R> Request<'a, R> {
     /// A request for `cr` with its inputs and current outputs.
     pub fn new(cr: &'a R, inputs: BTreeMap<String, Secret>, outputs: BTreeMap<String, String>) -> Self {
-        Self { cr, inputs, outputs, published: Mutex::default(), warnings: Mutex::default() }
+        let shared_read_age = std::time::Duration::ZERO;
+        Self { cr, inputs, outputs, shared_read_age, published: Mutex::default(), warnings: Mutex::default() }
     }
 
     /// Something a human should know that does not stop the reconcile (e.g. several remote objects carry

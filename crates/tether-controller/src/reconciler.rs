@@ -21,7 +21,7 @@ use crate::connection::Dependency;
 pub use crate::context::{Config, Context};
 use crate::context::{Dependencies, dependents};
 use crate::error::{Error, Result};
-use crate::lanes::Lanes;
+use crate::lanes::{Lane, Lanes};
 use crate::status::{self, Outcome, reasons};
 use k8s_openapi::api::core::v1::Secret;
 use tether_api::connection::{ClusterConnection, Connection};
@@ -129,7 +129,7 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
     let _worker = ctx.lanes.enter(lane).await;
     ctx.lanes.reconciled(&cr);
     let timer = ctx.config.metrics.as_ref().map(|m| m.start(&ctx.controller, reference.to_string()));
-    let result = step::<A>(&cr, &ctx).instrument(span).await;
+    let result = step::<A>(&cr, &ctx, lane).instrument(span).await;
     let result = match result {
         Ok(Step::Done(requeue)) => Ok(requeue),
         Ok(Step::Report(outcome, external_id, at_provider, requeue)) => {
@@ -234,7 +234,7 @@ enum Step<O> {
 
 type StepResult<A> = Result<Step<<<A as Adapter>::Resource as ManagedResource>::Observation>>;
 
-async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
+async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> StepResult<A> {
     if cr.meta().deletion_timestamp.is_some() {
         return ensure_absent::<A>(cr, ctx).await;
     }
@@ -253,7 +253,11 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
     if !cr.observe_only() {
         ensure_finalizer(cr, ctx).await?;
     }
-    let request = ctx.request(cr).await?;
+    let mut request = ctx.request(cr).await?;
+    if lane == Lane::Drift {
+        // A drift check may share a read of the platform taken a twentieth of a drift period ago.
+        request.shared_read_age = poll_interval(cr, &ctx.config) / 20;
+    }
     let cr = &request;
     let observed = A::observe(&client, cr).await.map_err(Error::platform("observe"))?;
     for (reason, note) in cr.take_warnings() {

@@ -113,3 +113,30 @@ async fn reads_asked_while_one_is_under_way_share_the_next() {
         .unwrap();
     assert!(writer.read().await.unwrap().service("after").is_some());
 }
+
+#[tokio::test]
+async fn drift_reads_share_a_recent_read_but_never_one_from_before_a_write() {
+    use tether_platforms::iguazio::{Change, ManifestWriter, WriterTiming};
+    let (client, url) = setup(Duration::ZERO).await;
+    let origin = url.trim_end_matches('/').to_string();
+    let gets = || async {
+        let counters: serde_json::Value =
+            reqwest::get(format!("{origin}/_sim/counters")).await.unwrap().json().await.unwrap();
+        counters["GET /api/app_services_manifests"].as_u64().unwrap_or(0)
+    };
+    let writer = ManifestWriter::new(client, WriterTiming { poll: TICK, timeout: LONG });
+    writer.read().await.unwrap();
+    let after_first = gets().await;
+    writer.read_within(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(gets().await, after_first, "a read a moment old is shared");
+    writer.read().await.unwrap();
+    assert_eq!(gets().await, after_first + 1, "a read with no age allowed goes to the platform");
+
+    // After a write of this writer, even a drift read goes to the platform, and sees the write.
+    let spec = service("after").spec;
+    writer.submit("after", Change::Upsert { spec, labels: None, restart_token: None }).await.unwrap();
+    let before = gets().await;
+    let manifest = writer.read_within(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(gets().await, before + 1);
+    assert!(manifest.service("after").is_some());
+}

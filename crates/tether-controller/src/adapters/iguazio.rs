@@ -120,7 +120,7 @@ impl Adapter for Iguazio {
         writer: &ManifestWriter,
         cr: &Request<'_, AppService>,
     ) -> Result<Observation<AppServiceObservation>, PlatformError> {
-        let manifest = writer.read().await?;
+        let manifest = writer.read_within(cr.shared_read_age).await?;
         let Some(remote) = manifest.service(&cr.spec.name) else { return Ok(Observation::Absent) };
         let status = remote.status.as_ref();
         let state = remote.state().unwrap_or("unknown");

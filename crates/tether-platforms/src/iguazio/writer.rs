@@ -85,10 +85,17 @@ impl ManifestWriter {
     /// next one and share it, so N resources observed at once (as at start-up) make one GET per round, not
     /// N, and none sees a manifest older than its question.
     pub async fn read(&self) -> Result<Manifest> {
+        self.read_within(Duration::ZERO).await
+    }
+
+    /// [`read`](Self::read), or the last read if its GET began at most `max_age` before this call and no
+    /// write of this writer came after it: drift checks of the many services of one tenant share a read.
+    /// The last read is the newest any caller saw, so a caller never sees state older than a read it acted on.
+    pub async fn read_within(&self, max_age: Duration) -> Result<Manifest> {
         let asked = tokio::time::Instant::now();
         let mut last = self.last_read.lock().await;
         if let Some((began, manifest)) = last.as_ref()
-            && *began >= asked
+            && *began + max_age >= asked
         {
             return Ok(manifest.clone());
         }
@@ -147,6 +154,8 @@ impl ManifestWriter {
                 Err(e) => break Err(e),
             }
         };
+        // Whatever the answer, the manifest may have changed: no reader may share a read from before.
+        *self.last_read.lock().await = None;
         for pending in batch.into_values() {
             for waiter in pending.waiters {
                 let _ = waiter.send(answer.clone());
