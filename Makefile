@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test lint unit conformance control-plane helm crds
+.PHONY: help demo test lint unit conformance control-plane helm gitops-judge crds
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,10 +19,13 @@ lint: ## cargo fmt --check, clippy with warnings as errors, gofmt and go vet on 
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@test -z "$$(gofmt -l tools/control-plane)" || { echo "gofmt: run gofmt -w tools/control-plane"; exit 1; }
 	cd tools/control-plane && go vet -mod=readonly ./...
+	@test -z "$$(gofmt -l tools/gitops-judge)" || { echo "gofmt: run gofmt -w tools/gitops-judge"; exit 1; }
+	cd tools/gitops-judge && go vet -mod=readonly ./...
 
 unit: ## Rust unit and integration tests (builds the control plane and helm first if needed)
 	@mkdir -p target
 	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" TETHER_HELM="$$(tools/helm/build.sh)" \
+	  TETHER_GITOPS_JUDGE="$$(tools/gitops-judge/build.sh)" \
 	  $(CARGO) test --workspace --all-targets --locked 2>&1 | tee target/test-unit.log
 
 conformance: ## The vendors' Python SDKs against `tether sim` (installs them into a cached virtualenv)
@@ -35,6 +38,9 @@ conformance: ## The vendors' Python SDKs against `tether sim` (installs them int
 
 control-plane: ## Build (once, cached by source hash) the etcd + kube-apiserver binary and print its path
 	@tools/control-plane/build.sh
+
+gitops-judge: ## Build (once, cached) the kstatus + Argo CD Lua judge the GitOps test uses and print its path
+	@tools/gitops-judge/build.sh
 
 helm: ## Build (once, cached) the helm CLI the chart tests use and print its path
 	@tools/helm/build.sh

@@ -60,9 +60,14 @@ pub struct ManagedStatus<A> {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// The metadata.generation of the spec this status describes.
+    /// The metadata.generation of the spec this status describes. A new object reads 0 until Tether's
+    /// first reconcile (a schema default), so GitOps tools see an unobserved generation, not a done one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The newest metadata.generation of the spec that Tether applied to the remote object (or, under
+    /// ObserveOnly, observed). Behind observedGeneration while a change is still being retried or paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_generation: Option<i64>,
     /// The platform's identifier of the remote object this resource is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
@@ -79,6 +84,7 @@ impl<A> Default for ManagedStatus<A> {
         Self {
             conditions: Vec::new(),
             observed_generation: None,
+            applied_generation: None,
             external_id: None,
             at_provider: None,
             last_sync_time: None,

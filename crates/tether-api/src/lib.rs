@@ -29,7 +29,7 @@ pub const GROUP: &str = "tether.dev";
 
 /// Every CRD Tether defines, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         managed::<AppService>(),
         managed::<CivisService>(),
         managed::<ApoloApp>(),
@@ -37,7 +37,29 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         managed::<PeakWebapp>(),
         Connection::crd(),
         ClusterConnection::crd(),
-    ]
+    ];
+    crds.iter_mut().for_each(unobserved_until_reconciled);
+    crds
+}
+
+/// A status default of `observedGeneration: 0`: an object Tether has not reconciled yet (just applied, or
+/// the operator is down) reads as an unobserved generation, so kstatus says InProgress and Argo CD
+/// Progressing, never Current because there are no conditions yet. The API server applies it when it reads
+/// the object, so it holds from the first watch event on.
+fn unobserved_until_reconciled(crd: &mut CustomResourceDefinition) {
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        if let Some(status) = status {
+            status.default = Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                serde_json::json!({"observedGeneration": 0}),
+            ));
+        }
+    }
 }
 
 /// The CRD of a managed kind, with the printer columns all five share: READY, SYNCED, STATE (the

@@ -51,17 +51,13 @@ pub trait ManagedResource:
     fn adopt_id(&self) -> Option<&str> {
         self.meta().annotations.as_ref()?.get(EXTERNAL_ID).map(String::as_str)
     }
-    /// Whether a reconcile already applied this generation of the spec (Synced=True for it). Adapters use
-    /// it to act on a spec change only once, e.g. not to restart a deployment that crashed on its own.
+    /// Whether a reconcile already applied this generation of the spec (`status.appliedGeneration`, which a
+    /// later failure does not reset). Adapters use it to act on a spec change only once, e.g. not to
+    /// restart a deployment that crashed on its own.
     fn spec_applied(&self) -> bool {
         let generation = self.meta().generation;
-        self.managed_status().is_some_and(|s| {
-            s.conditions.iter().any(|c| {
-                c.type_ == crate::status::types::SYNCED
-                    && c.status == tether_api::ConditionStatus::True
-                    && c.observed_generation == generation
-            })
-        })
+        self.managed_status()
+            .is_some_and(|s| generation.is_some() && crate::status::applied_generation(s) == generation)
     }
 }
 
@@ -142,13 +138,46 @@ pub enum Observation<O> {
         external_id: String,
         /// Whether it matches the spec.
         up_to_date: bool,
-        /// Whether it is usable; `Err` carries the reason and message when not.
-        ready: Result<(), (&'static str, String)>,
+        /// Whether it is usable, and if not, why.
+        ready: Readiness,
         /// What the status records of it.
         at_provider: O,
         /// Endpoints, URLs and other outputs for the `writeOutputsTo` Secret, by key.
         outputs: std::collections::BTreeMap<String, String>,
     },
+}
+
+/// Whether the remote object serves, in the loop's words: each state maps to one Ready reason, and only
+/// [`Readiness::Failed`] means the platform gave up on it (Stalled, Degraded in Argo CD).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// It serves.
+    Ready,
+    /// The platform is creating it.
+    Creating(String),
+    /// The platform is applying a change to it.
+    Updating(String),
+    /// The platform is deleting it.
+    Deleting(String),
+    /// It exists but does not serve yet (starting, scaling, degraded); Tether keeps watching.
+    Unavailable(String),
+    /// It failed on the platform (a failed job, build, deployment or state): a human must look.
+    Failed(String),
+}
+
+impl Readiness {
+    /// The Ready condition's reason and message, `None` when ready.
+    pub fn not_ready(&self) -> Option<(&'static str, &str)> {
+        use crate::status::reasons;
+        Some(match self {
+            Readiness::Ready => return None,
+            Readiness::Creating(m) => (reasons::CREATING, m),
+            Readiness::Updating(m) => (reasons::UPDATING, m),
+            Readiness::Deleting(m) => (reasons::DELETING, m),
+            Readiness::Unavailable(m) => (reasons::UNAVAILABLE, m),
+            Readiness::Failed(m) => (reasons::PLATFORM_ERROR, m),
+        })
+    }
 }
 
 /// How a delete went.

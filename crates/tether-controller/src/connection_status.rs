@@ -29,6 +29,7 @@ use crate::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, 
 use crate::connection::{self, Dependency};
 use crate::error::Error;
 use crate::reconciler::{Config, FIELD_MANAGER};
+use crate::status::{reasons, types};
 
 /// What the status controller needs of a Connection or a ClusterConnection.
 pub trait ConnectionObject:
@@ -142,11 +143,11 @@ async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> R
         Ok(account) => verify(settings.platform, &account).await.map_err(Error::platform("verify")),
         Err(e) => Err(e),
     };
-    let (ready, reason, message) = match &verdict {
-        Ok(()) => (true, "Available", format!("{:?} accepts the credentials", settings.platform)),
-        Err(e) => (false, e.reason(), e.to_string()),
+    let (ready, reason, message, terminal) = match &verdict {
+        Ok(()) => (true, reasons::AVAILABLE, format!("{:?} accepts the credentials", settings.platform), false),
+        Err(e) => (false, e.reason(), e.to_string(), e.is_terminal()),
     };
-    write_status(conn.as_ref(), &ctx.client, ready, reason, message).await?;
+    write_status(conn.as_ref(), &ctx.client, Verdict { ready, reason, message, terminal }).await?;
     // Checked again every drift period; a failing one sooner, as the platform or a Secret may recover.
     let period = ctx.config.poll_interval;
     Ok(Action::requeue(if ready { period } else { period.min(Duration::from_secs(60)) }))
@@ -162,40 +163,54 @@ async fn verify(platform: Platform, account: &connection::Account) -> Result<(),
     }
 }
 
-/// Server-side applies the Ready condition, unless the stored one already says the same.
-async fn write_status<K: ConnectionObject>(
-    conn: &K,
-    client: &kube::Client,
+/// What the last check found.
+struct Verdict {
     ready: bool,
-    reason: &str,
+    reason: &'static str,
     message: String,
-) -> Result<(), Error> {
+    /// A human must fix the credentials or the Connection (kstatus Stalled); else still trying (Reconciling).
+    terminal: bool,
+}
+
+/// Server-side applies Ready, Reconciling and Stalled (so kstatus and Argo CD read a wrong key as a failure,
+/// not as done), unless the stored conditions already say the same.
+async fn write_status<K: ConnectionObject>(conn: &K, client: &kube::Client, verdict: Verdict) -> Result<(), Error> {
     let generation = conn.meta().generation;
-    let status = if ready { ConditionStatus::True } else { ConditionStatus::False };
-    let current = conn.connection_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    if let Some(c) = current
-        && c.status == status
-        && c.reason == reason
-        && c.message == message
-        && c.observed_generation == generation
-    {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let Verdict { ready, reason, message, terminal } = verdict;
+    let (settled, empty) = (reasons::RECONCILE_SUCCESS, String::new());
+    let wanted = [
+        (types::READY, ready, reason, message.clone()),
+        (types::RECONCILING, !ready && !terminal, if ready || terminal { settled } else { reason }, empty.clone()),
+        (types::STALLED, terminal, if terminal { reason } else { settled }, if terminal { message } else { empty }),
+    ];
+    let stored = conn.connection_status().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let conditions: Vec<Condition> = wanted
+        .into_iter()
+        .map(|(type_, holds, reason, message)| {
+            let status = if holds { ConditionStatus::True } else { ConditionStatus::False };
+            let previous = stored.iter().find(|c| c.type_ == type_);
+            let since =
+                previous.filter(|c| c.status == status).map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+            Condition {
+                type_: type_.into(),
+                status,
+                reason: reason.into(),
+                message,
+                last_transition_time: since,
+                observed_generation: generation,
+            }
+        })
+        .collect();
+    let unchanged = conn.connection_status().is_some_and(|s| s.observed_generation == generation)
+        && conditions.len() == stored.len()
+        && conditions.iter().all(|c| stored.contains(c));
+    if unchanged {
         return Ok(());
     }
-    let since = current
-        .filter(|c| c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
-    let condition = Condition {
-        type_: "Ready".into(),
-        status,
-        reason: reason.into(),
-        message,
-        last_transition_time: since,
-        observed_generation: generation,
-    };
     let patch = json!({
         "apiVersion": K::api_version(&()), "kind": K::kind(&()),
-        "status": {"conditions": [condition], "observedGeneration": generation},
+        "status": {"conditions": conditions, "observedGeneration": generation},
     });
     conn.api(client.clone())
         .patch_status(&conn.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))

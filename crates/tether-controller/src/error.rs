@@ -34,26 +34,67 @@ impl Error {
 
     /// One PascalCase word for conditions, Events and metrics.
     pub fn reason(&self) -> &'static str {
+        use crate::status::reasons::*;
         match self {
-            Error::Connection(_) => "ConnectionNotFound",
+            Error::Connection(_) => CONNECTION_NOT_FOUND,
             Error::Platform { source, .. } => match source {
-                PlatformError::Unauthorized(_) | PlatformError::Forbidden(_) => "Unauthorized",
-                PlatformError::Invalid(_) => "InvalidSpec",
-                PlatformError::Conflict(_) => "Conflict",
-                PlatformError::Throttled { .. } => "Throttled",
-                PlatformError::NotFound(_) | PlatformError::Transient(_) => "Unavailable",
-                PlatformError::Platform(_) | PlatformError::Decode(_) => "PlatformError",
+                PlatformError::Unauthorized(_) | PlatformError::Forbidden(_) => UNAUTHORIZED,
+                PlatformError::Invalid(_) => INVALID_SPEC,
+                PlatformError::Conflict(_) => CONFLICT,
+                PlatformError::Throttled { .. } => THROTTLED,
+                PlatformError::NotFound(_) | PlatformError::Transient(_) => UNAVAILABLE,
+                PlatformError::Platform(_) => PLATFORM_ERROR,
+                PlatformError::Decode(_) => INVALID_RESPONSE,
             },
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::Kube(_) => "KubernetesError",
+            Error::InvalidSpec(_) => INVALID_SPEC,
+            Error::Kube(_) => KUBERNETES_ERROR,
         }
     }
 
-    /// Whether Tether gives up until the spec (or the credentials) change: kstatus's Stalled.
+    /// Whether Tether needs a human before retrying can help (kstatus's Stalled): the spec, the
+    /// credentials or the remote object must be fixed. Decided by variant, never by text. Tether still
+    /// looks again at the drift period, and at once when the spec, the Connection or a Secret changes.
     pub fn is_terminal(&self) -> bool {
-        matches!(self.reason(), "InvalidSpec" | "Conflict")
+        match self {
+            Error::InvalidSpec(_) => true,
+            Error::Platform { source, .. } => matches!(
+                source,
+                PlatformError::Invalid(_)
+                    | PlatformError::Conflict(_)
+                    | PlatformError::Unauthorized(_)
+                    | PlatformError::Forbidden(_)
+                    | PlatformError::Platform(_)
+            ),
+            Error::Connection(_) | Error::Kube(_) => false,
+        }
     }
 }
 
 /// Result of a controller step.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_needs_a_human_is_terminal_and_the_rest_is_retried() {
+        let platform = |source| Error::Platform { stage: "observe", source };
+        let cases = [
+            (platform(PlatformError::Unauthorized("key".into())), "Unauthorized", true),
+            (platform(PlatformError::Forbidden("scope".into())), "Unauthorized", true),
+            (platform(PlatformError::Invalid("template".into())), "InvalidSpec", true),
+            (platform(PlatformError::Conflict("name".into())), "Conflict", true),
+            (platform(PlatformError::Platform("job failed".into())), "PlatformError", true),
+            (Error::InvalidSpec("no such Secret".into()), "InvalidSpec", true),
+            (platform(PlatformError::Transient("503".into())), "Unavailable", false),
+            (platform(PlatformError::NotFound("gone".into())), "Unavailable", false),
+            (platform(PlatformError::Throttled { retry_after: None }), "Throttled", false),
+            (platform(PlatformError::Decode("garbage".into())), "InvalidResponse", false),
+            (Error::Connection("no Connection".into()), "ConnectionNotFound", false),
+        ];
+        for (error, reason, terminal) in cases {
+            assert_eq!((error.reason(), error.is_terminal()), (reason, terminal), "{error}");
+        }
+    }
+}

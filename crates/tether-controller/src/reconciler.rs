@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tether_platforms::Error as PlatformError;
 
-use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Request};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Readiness, Request};
 use crate::connection::Dependency;
 pub use crate::context::{Config, Context};
 use crate::context::{Dependencies, dependents};
@@ -191,7 +191,8 @@ async fn report_failure<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, error: &
         ready,
         synced: Err((error.reason(), error.to_string())),
         converging: false,
-        stalled: error.is_terminal(),
+        stalled: error.is_terminal().then(|| (error.reason(), error.to_string())),
+        applied: false,
     };
     if !matches!(error, Error::Kube(_))
         && let Err(write) = write_status::<A>(cr, ctx, &outcome, None, None).await
@@ -241,11 +242,13 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
     let converge = Some(ctx.config.converge_interval);
     let settled = Some(jitter(poll_interval(cr, &ctx.config)));
     if cr.annotations().get(PAUSED).is_some_and(|v| v == "true") {
+        // Not applied: an edit made while paused stays pending (Reconciling=True) until unpaused.
         let outcome = Outcome {
             ready: previous_ready(cr),
             synced: Err((reasons::PAUSED, format!("annotation {PAUSED} is \"true\": no remote calls"))),
             converging: false,
-            stalled: false,
+            stalled: None,
+            applied: false,
         };
         return Ok(Step::Report(outcome, None, None, settled));
     }
@@ -269,7 +272,7 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
     let (outcome, external_id, at_provider, action) = match observed {
         Observation::Absent if cr.observe_only() => {
             let message = "ObserveOnly: no remote object matches this resource".to_string();
-            (not_ready(reasons::NOT_FOUND, message, false), None, None, settled)
+            (not_ready(reasons::NOT_FOUND, message, false, false), None, None, settled)
         }
         Observation::Absent if cr.adopt_id().is_some() => {
             let id = cr.adopt_id().unwrap_or_default();
@@ -283,7 +286,7 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             let id = id?;
             tracing::info!(external_id = %id, "created the remote object");
             ctx.event(cr, false, "Created", "Create", format!("created {id} on {:?}", A::PLATFORM)).await;
-            (not_ready(reasons::CREATING, "creating the remote object".into(), true), Some(id), None, converge)
+            (not_ready(reasons::CREATING, "creating the remote object".into(), true, true), Some(id), None, converge)
         }
         Observation::Present { external_id, up_to_date: false, at_provider, .. } if !cr.observe_only() => {
             let updated = A::update(&client, cr, &external_id).await.map_err(Error::platform("update"));
@@ -291,31 +294,40 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             updated?;
             tracing::info!(%external_id, "updated the remote object");
             ctx.event(cr, false, "Updated", "Update", format!("applied the spec to {external_id}")).await;
-            let outcome = not_ready(reasons::UPDATING, "applying the spec to the remote object".into(), true);
+            let outcome = not_ready(reasons::UPDATING, "applying the spec to the remote object".into(), true, true);
             (outcome, Some(external_id), Some(at_provider), converge)
         }
-        Observation::Present { external_id, ready, at_provider, .. } => match ready {
-            Ok(()) => {
+        // Up to date (or ObserveOnly, which applies nothing): this generation is applied.
+        Observation::Present { external_id, ready, at_provider, .. } => match ready.not_ready() {
+            None => {
                 let outcome = Outcome {
                     ready: (true, reasons::AVAILABLE, String::new()),
                     synced: Ok(()),
                     converging: false,
-                    stalled: false,
+                    stalled: None,
+                    applied: true,
                 };
                 (outcome, Some(external_id), Some(at_provider), settled)
             }
-            Err((reason, message)) => {
-                let converging = reason != "PlatformError";
-                let action = if converging { converge } else { settled };
-                (not_ready(reason, message, converging), Some(external_id), Some(at_provider), action)
+            // Failed on the platform: a human must look (Stalled), Tether checks again each drift period.
+            Some((reason, message)) if matches!(ready, Readiness::Failed(_)) => {
+                let outcome = Outcome {
+                    stalled: Some((reason, message.to_string())),
+                    ..not_ready(reason, message.to_string(), false, true)
+                };
+                (outcome, Some(external_id), Some(at_provider), settled)
+            }
+            Some((reason, message)) => {
+                let outcome = not_ready(reason, message.to_string(), true, true);
+                (outcome, Some(external_id), Some(at_provider), converge)
             }
         },
     };
     Ok(Step::Report(outcome, external_id, at_provider, action))
 }
 
-fn not_ready(reason: &'static str, message: String, converging: bool) -> Outcome {
-    Outcome { ready: (false, reason, message), synced: Ok(()), converging, stalled: false }
+fn not_ready(reason: &'static str, message: String, converging: bool, applied: bool) -> Outcome {
+    Outcome { ready: (false, reason, message), synced: Ok(()), converging, stalled: None, applied }
 }
 
 fn previous_ready<K: ManagedResource>(cr: &K) -> (bool, &'static str, String) {
@@ -332,8 +344,22 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
     if !cr.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Step::Done(None));
     }
-    let paused = cr.annotations().get(PAUSED).is_some_and(|v| v == "true");
-    if cr.deletes_remote() && !cr.observe_only() && !paused {
+    if cr.annotations().get(PAUSED).is_some_and(|v| v == "true") && cr.deletes_remote() && !cr.observe_only() {
+        // Paused means no remote call, and releasing the finalizer without one would leak the remote
+        // object: the deletion waits until the annotation goes.
+        let outcome = Outcome {
+            ready: previous_ready(cr),
+            synced: Err((
+                reasons::PAUSED,
+                format!("deletion waits: annotation {PAUSED} is \"true\", so the remote object is not deleted yet"),
+            )),
+            converging: false,
+            stalled: None,
+            applied: false,
+        };
+        return Ok(Step::Report(outcome, None, None, None));
+    }
+    if cr.deletes_remote() && !cr.observe_only() {
         let client = ctx.platform_client(cr).await.map_err(|e| match e {
             Error::Connection(why) => Error::Connection(format!(
                 "{why}: the remote object cannot be deleted without it. Restore it, or let the remote object go \
@@ -348,8 +374,8 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
         {
             let deletion = A::delete(&client, cr, &external_id).await.map_err(Error::platform("delete"))?;
             if deletion == Deletion::InProgress {
-                let outcome =
-                    not_ready(reasons::DELETING, "waiting for the platform to delete the remote object".into(), true);
+                let message = "waiting for the platform to delete the remote object".into();
+                let outcome = not_ready(reasons::DELETING, message, true, false);
                 return Ok(Step::Report(outcome, Some(external_id), None, Some(ctx.config.converge_interval)));
             }
             tracing::info!(%external_id, "deleted the remote object");

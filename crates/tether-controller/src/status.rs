@@ -17,7 +17,8 @@ pub mod types {
     pub const STALLED: &str = "Stalled";
 }
 
-/// Condition reasons that are not error reasons.
+/// Condition reasons, each a PascalCase word; the error reasons are [`crate::Error::reason`]'s words.
+/// docs/conditions.md and deploy/argocd/health.lua list the same words.
 pub mod reasons {
     /// The remote object is usable.
     pub const AVAILABLE: &str = "Available";
@@ -35,19 +36,40 @@ pub mod reasons {
     pub const RECONCILE_SUCCESS: &str = "ReconcileSuccess";
     /// `tether.dev/paused` stops all remote calls.
     pub const PAUSED: &str = "Paused";
+
+    // Failures. Terminal ones (Stalled=True, a human must act) are marked.
+    /// The Connection, ClusterConnection or one of its credential Secrets is missing or not allowed.
+    pub const CONNECTION_NOT_FOUND: &str = "ConnectionNotFound";
+    /// Terminal: the platform refuses the credentials (401) or their permissions (403).
+    pub const UNAUTHORIZED: &str = "Unauthorized";
+    /// Terminal: the spec cannot be applied as written (refused by the platform, or names something that
+    /// does not exist: a template, version, image, Secret, external id).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Terminal: the remote object conflicts with another one.
+    pub const CONFLICT: &str = "Conflict";
+    /// The platform asked to slow down; retried after its Retry-After.
+    pub const THROTTLED: &str = "Throttled";
+    /// Terminal: the remote object failed on the platform (a failed job, deployment, build or state).
+    pub const PLATFORM_ERROR: &str = "PlatformError";
+    /// The platform answered something that does not parse; retried with backoff.
+    pub const INVALID_RESPONSE: &str = "InvalidResponse";
+    /// The Kubernetes API failed; retried with backoff.
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
 }
 
 /// What a reconcile found and did, in the words the conditions use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// Ready: status, reason, message.
+    /// Ready: status, reason, message. True means the remote object serves (perhaps an older generation).
     pub ready: (bool, &'static str, String),
-    /// Synced: `Ok` when the spec was applied, else the reason and message.
+    /// Synced: `Ok` when this reconcile went through, else the reason and message.
     pub synced: Result<(), (&'static str, String)>,
-    /// Still converging (creating, updating, waiting for the platform).
+    /// Still converging on the platform (creating, updating, waiting for the remote object).
     pub converging: bool,
-    /// Gave up until the spec changes.
-    pub stalled: bool,
+    /// Tether needs a human (a spec, Secret or platform-side fix): the reason and message of Stalled=True.
+    pub stalled: Option<(&'static str, String)>,
+    /// This reconcile applied the current generation to the remote object (or, ObserveOnly, observed it).
+    pub applied: bool,
 }
 
 fn condition(
@@ -68,7 +90,21 @@ fn condition(
     }
 }
 
+/// The newest generation applied to the remote object. Statuses written before `appliedGeneration`
+/// existed say it with Synced=True.
+pub fn applied_generation<A>(status: &ManagedStatus<A>) -> Option<i64> {
+    status.applied_generation.or_else(|| {
+        let synced = status.conditions.iter().find(|c| c.type_ == types::SYNCED)?;
+        (synced.status == ConditionStatus::True).then_some(synced.observed_generation).flatten()
+    })
+}
+
 /// The next status: `current` updated with `outcome`, the remote object's id and observation.
+///
+/// The rules GitOps tools rely on (docs/gitops.md): `observedGeneration` is the generation this reconcile
+/// saw; while that generation is not applied and Tether still retries, `Reconciling=True`; when Tether
+/// needs a human, `Stalled=True`; a `Ready=True` kept from an older generation carries that generation as
+/// its `observedGeneration`, so `kubectl wait --for=condition=Ready` never returns for an unapplied spec.
 pub fn next<A: Clone + PartialEq>(
     current: Option<&ManagedStatus<A>>,
     generation: Option<i64>,
@@ -82,20 +118,29 @@ pub fn next<A: Clone + PartialEq>(
         Ok(()) => (true, reasons::RECONCILE_SUCCESS, String::new()),
         Err((reason, message)) => (false, *reason, message.clone()),
     };
-    let progress_reason = if outcome.converging { ready_reason } else { reasons::RECONCILE_SUCCESS };
-    let stalled_reason = if outcome.stalled { synced_reason } else { reasons::RECONCILE_SUCCESS };
+    let applied_generation = if outcome.applied { generation } else { current.and_then(applied_generation::<A>) };
+    let pending = generation.is_some() && applied_generation < generation;
+    let reconciling = outcome.stalled.is_none() && (outcome.converging || pending);
+    let (progress_reason, progress_message) = match () {
+        _ if !reconciling => (reasons::RECONCILE_SUCCESS, String::new()),
+        _ if outcome.converging => (ready_reason, ready_message.clone()),
+        _ if !synced => (synced_reason, synced_message.clone()),
+        _ => (ready_reason, ready_message.clone()),
+    };
+    let progress_message = match (pending, generation) {
+        (true, Some(g)) if progress_message.is_empty() => format!("generation {g} is not applied yet"),
+        (true, Some(g)) => format!("generation {g} is not applied yet: {progress_message}"),
+        _ => progress_message,
+    };
+    let (stalled_reason, stalled_message) =
+        outcome.stalled.clone().unwrap_or((reasons::RECONCILE_SUCCESS, String::new()));
+    // Ready=True describes the remote object as it serves: of the generation last applied.
+    let ready_generation = if ready && pending { applied_generation } else { generation };
     let mut conditions = vec![
-        condition(types::READY, ready, ready_reason, ready_message, generation, &now),
-        condition(types::SYNCED, synced, synced_reason, synced_message.clone(), generation, &now),
-        condition(types::RECONCILING, outcome.converging, progress_reason, String::new(), generation, &now),
-        condition(
-            types::STALLED,
-            outcome.stalled,
-            stalled_reason,
-            if outcome.stalled { synced_message } else { String::new() },
-            generation,
-            &now,
-        ),
+        condition(types::READY, ready, ready_reason, ready_message, ready_generation, &now),
+        condition(types::SYNCED, synced, synced_reason, synced_message, generation, &now),
+        condition(types::RECONCILING, reconciling, progress_reason, progress_message, generation, &now),
+        condition(types::STALLED, outcome.stalled.is_some(), stalled_reason, stalled_message, generation, &now),
     ];
     for c in &mut conditions {
         let previous = current.and_then(|s| s.conditions.iter().find(|p| p.type_ == c.type_));
@@ -106,6 +151,7 @@ pub fn next<A: Clone + PartialEq>(
     let mut status = ManagedStatus {
         conditions,
         observed_generation: generation,
+        applied_generation,
         external_id: external_id.or_else(|| current.and_then(|s| s.external_id.clone())),
         at_provider: at_provider.or_else(|| current.and_then(|s| s.at_provider.clone())),
         last_sync_time: current.and_then(|s| s.last_sync_time.clone()),
@@ -126,7 +172,28 @@ mod tests {
     }
 
     fn available() -> Outcome {
-        Outcome { ready: (true, reasons::AVAILABLE, String::new()), synced: Ok(()), converging: false, stalled: false }
+        Outcome {
+            ready: (true, reasons::AVAILABLE, String::new()),
+            synced: Ok(()),
+            converging: false,
+            stalled: None,
+            applied: true,
+        }
+    }
+
+    fn get(s: &ManagedStatus<String>, t: &str) -> Condition {
+        s.conditions.iter().find(|c| c.type_ == t).cloned().unwrap()
+    }
+
+    /// A failure as the reconciler reports it: Ready kept, nothing applied.
+    fn failed(reason: &'static str, stalled: bool) -> Outcome {
+        Outcome {
+            ready: (true, reasons::AVAILABLE, String::new()),
+            synced: Err((reason, format!("{reason} says so"))),
+            converging: false,
+            stalled: stalled.then(|| (reason, format!("{reason} says so"))),
+            applied: false,
+        }
     }
 
     #[test]
@@ -142,7 +209,6 @@ mod tests {
         let creating =
             Outcome { ready: (false, reasons::UPDATING, "redeploying".into()), converging: true, ..available() };
         let second = next(Some(&first), Some(2), &creating, None, None, at(20));
-        let get = |s: &ManagedStatus<String>, t: &str| s.conditions.iter().find(|c| c.type_ == t).cloned().unwrap();
         assert_eq!(get(&second, types::READY).last_transition_time, at(20));
         assert_eq!(get(&second, types::SYNCED).last_transition_time, at(10));
         assert_eq!(get(&second, types::RECONCILING).status, ConditionStatus::True);
@@ -157,11 +223,65 @@ mod tests {
             ready: (false, reasons::UNAVAILABLE, String::new()),
             synced: Err(("InvalidSpec", "deployment 'x' not found".into())),
             converging: false,
-            stalled: true,
+            stalled: Some(("InvalidSpec", "deployment 'x' not found".into())),
+            applied: false,
         };
         let status = next::<String>(None, Some(3), &outcome, None, None, at(5));
-        let stalled = status.conditions.iter().find(|c| c.type_ == types::STALLED).unwrap();
+        let stalled = get(&status, types::STALLED);
         assert_eq!((stalled.status, stalled.reason.as_str()), (ConditionStatus::True, "InvalidSpec"));
         assert_eq!(stalled.message, "deployment 'x' not found");
+        assert_eq!(get(&status, types::RECONCILING).status, ConditionStatus::False, "stalled is not reconciling");
+    }
+
+    #[test]
+    fn an_edit_that_fails_to_apply_keeps_ready_at_the_old_generation_and_reconciles() {
+        let ready = next::<String>(None, Some(1), &available(), Some("id".into()), None, at(10));
+        let retrying = next(Some(&ready), Some(2), &failed("Unavailable", false), None, None, at(20));
+        let ready_condition = get(&retrying, types::READY);
+        assert_eq!(ready_condition.status, ConditionStatus::True, "the old generation still serves");
+        assert_eq!(ready_condition.observed_generation, Some(1), "kubectl wait must not see generation 2 Ready");
+        assert_eq!(retrying.observed_generation, Some(2));
+        assert_eq!(retrying.applied_generation, Some(1));
+        let reconciling = get(&retrying, types::RECONCILING);
+        assert_eq!((reconciling.status, reconciling.reason.as_str()), (ConditionStatus::True, "Unavailable"));
+        assert!(reconciling.message.starts_with("generation 2 is not applied yet"), "{}", reconciling.message);
+
+        let stalled = next(Some(&ready), Some(2), &failed("Unauthorized", true), None, None, at(20));
+        assert_eq!(get(&stalled, types::STALLED).status, ConditionStatus::True);
+        assert_eq!(get(&stalled, types::RECONCILING).status, ConditionStatus::False);
+        assert_eq!(get(&stalled, types::READY).observed_generation, Some(1));
+
+        // Applied at last: everything at generation 2 again.
+        let done = next(Some(&retrying), Some(2), &available(), None, None, at(30));
+        assert!(done.conditions.iter().all(|c| c.observed_generation == Some(2)));
+        assert_eq!(get(&done, types::RECONCILING).status, ConditionStatus::False);
+        assert_eq!(done.applied_generation, Some(2));
+    }
+
+    #[test]
+    fn a_transient_failure_of_an_applied_generation_is_not_reconciling() {
+        let ready = next::<String>(None, Some(1), &available(), Some("id".into()), None, at(10));
+        let blip = next(Some(&ready), Some(1), &failed("Unavailable", false), None, None, at(20));
+        assert_eq!(get(&blip, types::RECONCILING).status, ConditionStatus::False);
+        assert_eq!(get(&blip, types::SYNCED).status, ConditionStatus::False);
+        assert_eq!(blip.applied_generation, Some(1), "a failure never forgets what was applied");
+    }
+
+    #[test]
+    fn statuses_from_before_applied_generation_read_it_from_synced() {
+        let mut old = next::<String>(None, Some(4), &available(), None, None, at(10));
+        old.applied_generation = None;
+        assert_eq!(applied_generation(&old), Some(4));
+        let paused = Outcome {
+            ready: (true, reasons::AVAILABLE, String::new()),
+            synced: Err((reasons::PAUSED, "paused".into())),
+            applied: false,
+            ..available()
+        };
+        let still = next(Some(&old), Some(4), &paused, None, None, at(20));
+        assert_eq!(get(&still, types::RECONCILING).status, ConditionStatus::False, "nothing pending");
+        let edited = next(Some(&still), Some(5), &paused, None, None, at(30));
+        let reconciling = get(&edited, types::RECONCILING);
+        assert_eq!((reconciling.status, reconciling.reason.as_str()), (ConditionStatus::True, reasons::PAUSED));
     }
 }

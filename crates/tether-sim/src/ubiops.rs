@@ -718,7 +718,8 @@ async fn sim_seed(State(s): State<SimState>, body: Bytes) -> ApiResult {
     }
 }
 
-/// `POST /_sim/fail` `{"project": "p", "service": "name"}`: the service never becomes ready again.
+/// `POST /_sim/fail` `{"project": "p", "service": "name"}`: the service never becomes ready again, and its
+/// target deployment version shows why, as on UbiOps: status `failed`.
 async fn sim_fail(State(s): State<SimState>, body: Bytes) -> ApiResult {
     let body = read_json(&body).map_err(bad)?;
     let (Some(p), Some(name)) =
@@ -727,6 +728,20 @@ async fn sim_fail(State(s): State<SimState>, body: Bytes) -> ApiResult {
         return Err(bad("project and service are required"));
     };
     let mut store = s.lock();
-    service(project(&mut store, p)?, name)?.failed = true;
+    let project = project(&mut store, p)?;
+    let svc = service(project, name)?;
+    svc.failed = true;
+    let fields = svc.fields.clone();
+    let target = fields.get("deployment").and_then(Value::as_str).and_then(|d| {
+        let deployment = project.deployments.get_mut(d)?;
+        let version = match fields.get("version").and_then(Value::as_str) {
+            Some(v) => v.to_string(),
+            None => deployment.fields.get("default_version")?.as_str()?.to_string(),
+        };
+        deployment.versions.get_mut(&version)
+    });
+    if let Some(version) = target {
+        version.insert("status".into(), json!("failed"));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

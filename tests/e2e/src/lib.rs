@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: reading manifests and sending them to the API server as
 //! dynamic objects, whatever their kind.
 
+pub mod judge;
+
 use std::path::Path;
 
 use kube::api::{Api, DynamicObject, PostParams};

@@ -13,8 +13,11 @@ use tether_e2e::{condition, connect, create, is_ready, sim_counter, spawn_contro
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::TestNamespace;
 
+/// Retries (backoff, and the drift period at which terminal failures such as Unauthorized are retried) so
+/// slow that only a watch event can explain a reconcile within a test.
 fn patient() -> tether_controller::Config {
     tether_controller::Config {
+        poll_interval: Duration::from_secs(120),
         backoff: Duration::from_secs(120),
         max_backoff: Duration::from_secs(120),
         ..test_config()

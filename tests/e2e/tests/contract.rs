@@ -5,7 +5,8 @@
 //! with no restart; paused makes no remote call;
 //! ObserveOnly makes no remote write; Orphan leaves the remote object; a new resource adopts it by
 //! annotation (and by natural key where names are unique); the platform's failure state shows as
-//! Ready=False with the platform's words; Delete removes it and releases the finalizer.
+//! Ready=False with the platform's words; a delete while paused waits without a call; Delete removes it and
+//! releases the finalizer.
 //! Remote calls are counted by the simulators (`/_sim/counters`): a write is any call but a GET.
 
 use std::time::Duration;
@@ -172,7 +173,7 @@ async fn fail(platform: &str, origin: &str, api: &Api<DynamicObject>, cr: &Dynam
     let (body, reason) = match platform {
         "iguazio" => (json!({"service": id}), "PlatformError"),
         "civis" => (json!({"id": id.parse::<i64>().unwrap()}), "PlatformError"),
-        "ubiops" => (json!({"project": "proj", "service": cr.data["spec"]["name"]}), "Unavailable"),
+        "ubiops" => (json!({"project": "proj", "service": cr.data["spec"]["name"]}), "PlatformError"),
         _ => (json!({"id": id}), "PlatformError"),
     };
     let answer = reqwest::Client::new().post(format!("{origin}/_sim/fail")).json(&body).send().await.unwrap();
@@ -318,8 +319,18 @@ async fn keeps_the_contract<A: Adapter>(kind: Kind) {
         .to_string();
     assert!(!message.is_empty(), "{}: a failure without a message", kind.platform);
 
-    // Delete: the remote object goes, then the finalizer.
+    // Delete while paused: the finalizer holds and nothing is called, until unpaused.
+    patch(&api, &name, json!({"metadata": {"annotations": {"tether.dev/paused": "true"}}})).await;
+    wait_for(&api, &name, "is paused", |o| o.and_then(|o| condition(o, "Synced")).is_some_and(|(_, r)| r == "Paused"))
+        .await;
+    let (paused_calls, _) = calls(&origin).await;
     api.delete(&name, &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(api.get_opt(&name).await.unwrap().is_some(), "{}: the finalizer went while paused", kind.platform);
+    assert_eq!(calls(&origin).await.0, paused_calls, "{}: remote calls while paused and deleting", kind.platform);
+
+    // Delete: the remote object goes, then the finalizer.
+    patch(&api, &name, json!({"metadata": {"annotations": {"tether.dev/paused": null}}})).await;
     wait_for(&api, &name, "is deleted", |o| o.is_none()).await;
     assert!(calls(&origin).await.1 > writes, "{}: Delete wrote nothing", kind.platform);
 }

@@ -9,7 +9,7 @@ use tether_api::{ApoloApp, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::apolo::{App, Client};
 
-use crate::adapter::{Adapter, Deletion, ManagedResource as _, Observation, Request, adopted};
+use crate::adapter::{Adapter, Deletion, ManagedResource as _, Observation, Readiness, Request, adopted};
 use crate::connection::Account;
 use kube::ResourceExt;
 
@@ -88,6 +88,17 @@ async fn pinned_input(client: &Client, id: &str, revision: i32) -> Result<Option
     }
 }
 
+/// A NotFound from installing or upgrading to `name` `version` is a spec that names what Apolo lacks.
+fn unknown_template(error: PlatformError, name: &str, version: &str) -> PlatformError {
+    match error {
+        PlatformError::NotFound(why) => PlatformError::Invalid(format!(
+            "Apolo has no template {name} version {version} ({why}): set spec.templateName and \
+             spec.templateVersion to one the cluster offers"
+        )),
+        other => other,
+    }
+}
+
 impl Adapter for Apolo {
     type Resource = ApoloApp;
     type Client = Client;
@@ -122,12 +133,12 @@ impl Adapter for Apolo {
             }
         };
         let ready = match app.state.as_str() {
-            "healthy" => Ok(()),
-            "queued" => Err(("Creating", "Apolo has queued the app".to_string())),
-            "progressing" => Err(("Updating", "Apolo is deploying the app".to_string())),
-            "degraded" => Err(("Unavailable", "the app runs but is degraded".to_string())),
-            "uninstalling" => Err(("Deleting", "Apolo is uninstalling the app".to_string())),
-            other => Err(("PlatformError", format!("the app is {other} on Apolo"))),
+            "healthy" => Readiness::Ready,
+            "queued" => Readiness::Creating("Apolo has queued the app".into()),
+            "progressing" => Readiness::Updating("Apolo is deploying the app".into()),
+            "degraded" => Readiness::Unavailable("the app runs but is degraded".into()),
+            "uninstalling" => Readiness::Deleting("Apolo is uninstalling the app".into()),
+            other => Readiness::Failed(format!("the app is {other} on Apolo")),
         };
         let revisions = client.revisions(&app.id).await?;
         let text = |key: &str| app.fields.get(key).and_then(Value::as_str).map(str::to_string);
@@ -163,8 +174,10 @@ impl Adapter for Apolo {
     async fn create(client: &Client, cr: &Request<'_, ApoloApp>) -> Result<String, PlatformError> {
         let client = scoped(client, cr);
         let spec = &cr.spec;
-        let app =
-            client.install(&spec.template_name, &spec.template_version, &input(cr), Some(&display_name(cr))).await?;
+        let (input, name) = (input(cr), display_name(cr));
+        let installed = client.install(&spec.template_name, &spec.template_version, &input, Some(&name)).await;
+        // A 404 on install names the template or its version: only a spec change can help.
+        let app = installed.map_err(|e| unknown_template(e, &spec.template_name, &spec.template_version))?;
         Ok(app.id)
     }
 
@@ -182,8 +195,11 @@ impl Adapter for Apolo {
         let desired = input(cr);
         let current = client.input(external_id, None).await?;
         let new_input = (current.get("input") != Some(&desired)).then_some(&desired);
-        client.configure(external_id, new_input, rename, upgrade, Some("applied by Tether")).await?;
-        Ok(())
+        let configured = client.configure(external_id, new_input, rename, upgrade, Some("applied by Tether")).await;
+        match (configured, upgrade) {
+            (Err(e), Some(version)) => Err(unknown_template(e, &cr.spec.template_name, version)),
+            (result, _) => result.map(|_| ()),
+        }
     }
 
     async fn delete(client: &Client, cr: &Request<'_, ApoloApp>, external_id: &str) -> Result<Deletion, PlatformError> {

@@ -16,7 +16,7 @@ use tether_platforms::Error as PlatformError;
 use tether_platforms::iguazio::{self as igz, Change, Client, ManifestWriter, WriterTiming};
 
 use super::spec_fields;
-use crate::adapter::{Adapter, Deletion, Observation, Request};
+use crate::adapter::{Adapter, Deletion, Observation, Readiness, Request};
 use crate::connection::Account;
 
 managed_resource!(AppService, AppServiceObservation);
@@ -127,15 +127,15 @@ impl Adapter for Iguazio {
         let target = target_state(cr);
         let settled = matches!(state, "ready" | "disabled" | "scaledToZero" | "error");
         let ready = if state == target || (state == "scaledToZero" && target == "ready") {
-            Ok(())
+            Readiness::Ready
         } else if state == "error" {
             let why = status
                 .and_then(|s| s.get("error_info")?.get("description")?.as_str().map(str::to_string))
                 .or_else(|| text(status, "last_error"))
                 .unwrap_or_else(|| "the platform reports the service in state error".into());
-            Err(("PlatformError", why))
+            Readiness::Failed(why)
         } else {
-            Err(("Unavailable", format!("app service {} is {state}, waiting for {target}", cr.spec.name)))
+            Readiness::Unavailable(format!("app service {} is {state}, waiting for {target}", cr.spec.name))
         };
         let manifest_text = |key: &str| manifest.attributes.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
         let at_provider = AppServiceObservation {

@@ -8,7 +8,7 @@ use tether_api::{PeakWebapp, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::peak::{Client, ImageDetails, Resources, Webapp, WebappFields};
 
-use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Request, adopted};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Readiness, Request, adopted};
 use crate::connection::Account;
 
 managed_resource!(PeakWebapp, PeakWebappObservation);
@@ -96,11 +96,11 @@ impl Adapter for Peak {
         let settled = !matches!(remote.status.as_str(), "CREATING" | "DEPLOYING" | "DELETING");
         let up_to_date = !settled || changes(cr, &remote) == WebappFields::default();
         let ready = match remote.status.as_str() {
-            "AVAILABLE" => Ok(()),
-            "CREATING" => Err(("Creating", "Peak is creating the webapp".to_string())),
-            "DEPLOYING" => Err(("Updating", "Peak is redeploying the webapp".to_string())),
-            "DELETING" => Err(("Deleting", "Peak is deleting the webapp".to_string())),
-            other => Err(("PlatformError", format!("the webapp is {other} on Peak"))),
+            "AVAILABLE" => Readiness::Ready,
+            "CREATING" => Readiness::Creating("Peak is creating the webapp".into()),
+            "DEPLOYING" => Readiness::Updating("Peak is redeploying the webapp".into()),
+            "DELETING" => Readiness::Deleting("Peak is deleting the webapp".into()),
+            other => Readiness::Failed(format!("the webapp is {other} on Peak")),
         };
         let text = |key: &str| remote.fields.get(key).and_then(Value::as_str).map(str::to_string);
         let at_provider = PeakWebappObservation {

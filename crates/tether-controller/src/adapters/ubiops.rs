@@ -9,7 +9,7 @@ use tether_platforms::Error as PlatformError;
 use tether_platforms::ubiops::{Client, Service, ServiceFields};
 
 use super::spec_fields;
-use crate::adapter::{Adapter, Deletion, Observation, Request};
+use crate::adapter::{Adapter, Deletion, Observation, Readiness, Request};
 use crate::connection::Account;
 
 managed_resource!(UbiService, UbiServiceObservation);
@@ -46,6 +46,42 @@ fn fields_of(map: Map<String, Value>) -> ServiceFields {
     }
 }
 
+/// Why a service is not ready. UbiOps has no failed state for a service: a failure shows as the target
+/// deployment version's status (`failed` or `cancelled`, the states the SDK's waiters treat as failure),
+/// read only while the service is not ready.
+async fn not_ready(
+    client: &Client,
+    spec: &tether_api::UbiServiceSpec,
+    remote: &Service,
+) -> Result<Readiness, PlatformError> {
+    let waiting = Readiness::Unavailable(format!("no instance of deployment {} is ready yet", spec.deployment));
+    let version = match remote.version.clone().or_else(|| spec.version.clone()) {
+        Some(version) => version,
+        None => match client.deployments_get(&spec.project, &spec.deployment).await {
+            Ok(deployment) => match deployment.get("default_version").and_then(Value::as_str) {
+                Some(version) => version.to_string(),
+                None => return Ok(waiting),
+            },
+            Err(PlatformError::NotFound(_)) => {
+                return Ok(Readiness::Failed(format!("deployment {} no longer exists", spec.deployment)));
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let state = match client.versions_get(&spec.project, &spec.deployment, &version).await {
+        Ok(detail) => detail.get("status").and_then(Value::as_str).unwrap_or_default().to_string(),
+        Err(PlatformError::NotFound(_)) => "deleted".to_string(),
+        Err(e) => return Err(e),
+    };
+    Ok(match state.as_str() {
+        "failed" | "cancelled" | "deleted" => Readiness::Failed(format!(
+            "version {version} of deployment {} is {state} on UbiOps, so the service cannot serve",
+            spec.deployment
+        )),
+        _ => waiting,
+    })
+}
+
 impl Adapter for UbiOps {
     type Resource = UbiService;
     type Client = Client;
@@ -71,11 +107,7 @@ impl Adapter for UbiOps {
         };
         let status = client.services_status(&spec.project, &spec.name).await?;
         let up_to_date = differences(cr, &remote).is_empty();
-        let ready = if status.ready {
-            Ok(())
-        } else {
-            Err(("Unavailable", format!("no instance of deployment {} is ready yet", spec.deployment)))
-        };
+        let ready = if status.ready { Readiness::Ready } else { not_ready(client, spec, &remote).await? };
         let at_provider = UbiServiceObservation {
             state: Some(if status.ready { "ready" } else { "notReady" }.to_string()),
             endpoint: remote.endpoint.clone(),

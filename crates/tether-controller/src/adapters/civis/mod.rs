@@ -18,7 +18,7 @@ use tether_api::{CivisService, ConnectionRef, ManagedStatus, ManagementPolicy, P
 use tether_platforms::Error as PlatformError;
 use tether_platforms::civis::{Client, ListOptions, Service};
 
-use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Request, adopted};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Readiness, Request, adopted};
 use crate::connection::Account;
 use kube::ResourceExt;
 
@@ -224,19 +224,16 @@ impl Adapter for Civis {
             && !redeploy_requested(cr, &service)?;
         let deployment = service.current_deployment.as_ref();
         let ready = match (cr.spec.deployed, deployment.map(|d| d.state.as_str())) {
-            (true, Some("running" | "sleeping")) | (false, _) => Ok(()),
-            (true, Some("pending")) => Err(("Creating", "the deployment is starting".to_string())),
+            (true, Some("running" | "sleeping")) | (false, _) => Readiness::Ready,
+            (true, Some("pending")) => Readiness::Creating("the deployment is starting".into()),
             (true, Some("terminated")) => {
                 let why = deployment.and_then(|d| d.state_message.clone()).unwrap_or_default();
-                Err((
-                    "PlatformError",
-                    format!(
-                        "the deployment terminated: {why}; Tether starts a new one when the spec changes or \
-                         annotation {REDEPLOY} is set to the current time"
-                    ),
+                Readiness::Failed(format!(
+                    "the deployment terminated: {why}; Tether starts a new one when the spec changes or annotation \
+                     {REDEPLOY} is set to the current time"
                 ))
             }
-            (true, _) => Err(("Creating", "no deployment yet".to_string())),
+            (true, _) => Readiness::Creating("no deployment yet".into()),
         };
         let text = |key: &str| service.fields.get(key).and_then(Value::as_str).map(str::to_string);
         let at_provider = CivisServiceObservation {
