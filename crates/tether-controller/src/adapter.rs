@@ -81,8 +81,12 @@ pub struct Request<'a, R> {
     cr: &'a R,
     /// The values of [`ManagedResource::secret_inputs`], by name.
     pub inputs: BTreeMap<String, Secret>,
-    /// The data of the outputs Secret when the reconcile began (empty without one).
+    /// The data of the outputs Secret when the reconcile began (empty without one), as text.
     pub outputs: BTreeMap<String, String>,
+    /// The outputs Secret as read when the reconcile began (`None`: absent or not asked for): the one read
+    /// the reconcile makes of it, with its bytes as stored.
+    /// Tether's own writes of it during the reconcile replace it, so a later write merges with them.
+    pub(crate) outputs_secret: Mutex<Option<k8s_openapi::api::core::v1::Secret>>,
     /// How old a read of platform state that many resources share (an Iguazio tenant's manifest) may be for
     /// this reconcile: zero unless it is a drift check.
     pub shared_read_age: std::time::Duration,
@@ -94,7 +98,15 @@ impl<'a, R> Request<'a, R> {
     /// A request for `cr` with its inputs and current outputs.
     pub fn new(cr: &'a R, inputs: BTreeMap<String, Secret>, outputs: BTreeMap<String, String>) -> Self {
         let shared_read_age = std::time::Duration::ZERO;
-        Self { cr, inputs, outputs, shared_read_age, published: Mutex::default(), warnings: Mutex::default() }
+        Self {
+            cr,
+            inputs,
+            outputs,
+            outputs_secret: Mutex::default(),
+            shared_read_age,
+            published: Mutex::default(),
+            warnings: Mutex::default(),
+        }
     }
 
     /// Something a human should know that does not stop the reconcile (e.g. several remote objects carry

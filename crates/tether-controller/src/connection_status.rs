@@ -43,6 +43,10 @@ pub trait ConnectionObject:
     fn connection_status(&self) -> Option<&ConnectionStatus>;
     /// The API of this object.
     fn api(&self, client: kube::Client) -> Api<Self>;
+    /// The namespaced Connection, whose namespace teardown [`crate::teardown`] guards.
+    fn as_connection(&self) -> Option<&Connection> {
+        None
+    }
 }
 
 impl ConnectionObject for Connection {
@@ -57,6 +61,9 @@ impl ConnectionObject for Connection {
     }
     fn api(&self, client: kube::Client) -> Api<Self> {
         Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+    fn as_connection(&self) -> Option<&Connection> {
+        Some(self)
     }
 }
 
@@ -132,6 +139,10 @@ async fn run<K: ConnectionObject>(
 }
 
 async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> Result<Action, Error> {
+    let recheck = match conn.as_connection() {
+        Some(connection) => crate::teardown::guard(connection, &ctx.client).await?,
+        None => None,
+    };
     let settings = conn.settings();
     let identity = format!("{}/{}", K::kind(&()), conn.name_any());
     let mut dependencies = Vec::new();
@@ -150,7 +161,8 @@ async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> R
     write_status(conn.as_ref(), &ctx.client, Verdict { ready, reason, message, terminal }).await?;
     // Checked again every drift period; a failing one sooner, as the platform or a Secret may recover.
     let period = ctx.config.poll_interval;
-    Ok(Action::requeue(if ready { period } else { period.min(Duration::from_secs(60)) }))
+    let next = if ready { period } else { period.min(Duration::from_secs(60)) };
+    Ok(Action::requeue(recheck.map_or(next, |soon| soon.min(next))))
 }
 
 async fn verify(platform: Platform, account: &connection::Account) -> Result<(), PlatformError> {

@@ -31,6 +31,8 @@ pub struct Config {
     /// Most reconciles of one kind at once in each lane, changes and drift checks (0: no limit); see
     /// [`crate::lanes`].
     pub concurrency: u16,
+    /// Longest one reconcile may take; past it the reconcile is abandoned and reported as `Timeout`.
+    pub reconcile_timeout: Duration,
     /// Where reconciles are counted and timed, if anywhere.
     pub metrics: Option<Arc<Metrics>>,
 }
@@ -43,6 +45,7 @@ impl Default for Config {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             concurrency: 0,
+            reconcile_timeout: Duration::from_secs(300),
             metrics: None,
         }
     }
@@ -103,7 +106,11 @@ impl<A: Adapter> Context<A> {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
-            note: Some(note),
+            // events.k8s.io refuses a note over 1 kB: cut on a character boundary below it.
+            note: Some(match (0..=1000).rev().find(|i| note.is_char_boundary(*i)) {
+                Some(end) if note.len() > 1000 => format!("{}…", &note[..end]),
+                _ => note,
+            }),
             action: action.into(),
             secondary: None,
         };
@@ -127,15 +134,19 @@ impl<A: Adapter> Context<A> {
             inputs = read?;
         }
         let mut outputs = std::collections::BTreeMap::new();
+        let mut outputs_secret = None;
         if let Some(name) = cr.outputs_secret() {
             let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
             if let Some(secret) = api.get_opt(name).await? {
-                for (key, value) in secret.data.unwrap_or_default() {
-                    outputs.insert(key, String::from_utf8_lossy(&value.0).into_owned());
+                for (key, value) in secret.data.iter().flatten() {
+                    outputs.insert(key.clone(), String::from_utf8_lossy(&value.0).into_owned());
                 }
+                outputs_secret = Some(secret);
             }
         }
-        Ok(Request::new(cr, inputs, outputs))
+        let mut request = Request::new(cr, inputs, outputs);
+        request.outputs_secret = std::sync::Mutex::new(outputs_secret);
+        Ok(request)
     }
 
     /// Forgets what was remembered of a resource that is gone: its failures, pending retry, dependencies,

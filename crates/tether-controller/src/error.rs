@@ -21,9 +21,18 @@ pub enum Error {
     /// The spec cannot be applied as written (a rule only the platform knows, or a reference).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// Another resource already holds what this one claims (a remote object, an outputs Secret).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The Kubernetes API failed.
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
+    /// The reconcile panicked (a bug in Tether): caught, so one resource never stops the process.
+    #[error("internal error (a bug in Tether, please report it): {0}")]
+    Internal(String),
+    /// The reconcile ran past its time bound (`--reconcile-timeout`); the platform may be hanging.
+    #[error("the reconcile took longer than {0:?} and was abandoned; the platform may be hanging")]
+    Timeout(std::time::Duration),
 }
 
 impl Error {
@@ -47,7 +56,10 @@ impl Error {
                 PlatformError::Decode(_) => INVALID_RESPONSE,
             },
             Error::InvalidSpec(_) => INVALID_SPEC,
+            Error::Conflict(_) => CONFLICT,
             Error::Kube(_) => KUBERNETES_ERROR,
+            Error::Internal(_) => INTERNAL_ERROR,
+            Error::Timeout(_) => TIMEOUT,
         }
     }
 
@@ -56,7 +68,7 @@ impl Error {
     /// looks again at the drift period, and at once when the spec, the Connection or a Secret changes.
     pub fn is_terminal(&self) -> bool {
         match self {
-            Error::InvalidSpec(_) => true,
+            Error::InvalidSpec(_) | Error::Conflict(_) => true,
             Error::Platform { source, .. } => matches!(
                 source,
                 PlatformError::Invalid(_)
@@ -65,7 +77,7 @@ impl Error {
                     | PlatformError::Forbidden(_)
                     | PlatformError::Platform(_)
             ),
-            Error::Connection(_) | Error::Kube(_) => false,
+            Error::Connection(_) | Error::Kube(_) | Error::Internal(_) | Error::Timeout(_) => false,
         }
     }
 }
@@ -92,6 +104,8 @@ mod tests {
             (platform(PlatformError::Throttled { retry_after: None }), "Throttled", false),
             (platform(PlatformError::Decode("garbage".into())), "InvalidResponse", false),
             (Error::Connection("no Connection".into()), "ConnectionNotFound", false),
+            (Error::Internal("index out of bounds".into()), "InternalError", false),
+            (Error::Timeout(std::time::Duration::from_secs(1)), "Timeout", false),
         ];
         for (error, reason, terminal) in cases {
             assert_eq!((error.reason(), error.is_terminal()), (reason, terminal), "{error}");

@@ -7,6 +7,10 @@
 //! spec, edited since this process last reconciled it, or woken by a Secret or Connection it reads; the
 //! drift lane for the rest.
 //!
+//! The pools are per Connection (or ClusterConnection): a platform that accepts connections and never answers
+//! holds the workers of its own resources only, and the resources of other connections of the same kind keep
+//! their pace.
+//!
 //! An edit is a new generation, new annotations (they ask for restarts, redeploys, pauses, adoptions) or
 //! the deletion. Tether's own writes (status, finalizer) change the resource version but are not edits: a
 //! resource that just became Ready is looked at once more after its status write, and that look is a drift
@@ -15,15 +19,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Which pool a reconcile runs in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Lane {
     /// New, changed, converging, deleting or woken by a dependency.
     Change,
@@ -45,10 +49,12 @@ impl Lane {
 /// change lane; after that its looks are drift checks.
 pub const CONVERGING_IS_A_CHANGE_FOR: Duration = Duration::from_secs(600);
 
-/// The two pools, and what tells a change from a drift check.
+/// The two pools of each connection, and what tells a change from a drift check.
 pub struct Lanes<K: Resource<DynamicType = ()>> {
-    change: Option<Semaphore>,
-    drift: Option<Semaphore>,
+    /// Workers per lane and connection; 0: no limit.
+    concurrency: u16,
+    /// The pools, by lane and connection key (made when first used; connections are few).
+    pools: Mutex<HashMap<(Lane, String), Arc<Semaphore>>>,
     /// What each resource asked for when this process last reconciled it, and since when.
     seen: Mutex<HashMap<ObjectRef<K>, Seen>>,
     /// Resources a Secret or Connection they read has woken.
@@ -69,8 +75,13 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
     }
 
     fn with_window(concurrency: u16, converging_window: Duration) -> Self {
-        let pool = || (concurrency > 0).then(|| Semaphore::new(concurrency.into()));
-        Self { change: pool(), drift: pool(), seen: Mutex::default(), woken: Mutex::default(), converging_window }
+        Self {
+            concurrency,
+            pools: Mutex::default(),
+            seen: Mutex::default(),
+            woken: Mutex::default(),
+            converging_window,
+        }
     }
 
     /// Marks resources woken by a dependency, so their next reconcile takes the change lane.
@@ -89,13 +100,18 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
         if woken || edited || (!settled && recently_edited) { Lane::Change } else { Lane::Drift }
     }
 
-    /// Waits for a worker of `lane`.
-    pub async fn enter(&self, lane: Lane) -> Option<SemaphorePermit<'_>> {
-        let pool = match lane {
-            Lane::Change => self.change.as_ref(),
-            Lane::Drift => self.drift.as_ref(),
-        }?;
-        pool.acquire().await.ok()
+    /// Waits for a worker of `lane` in the pools of `connection` (a key naming the resource's Connection or
+    /// ClusterConnection).
+    pub async fn enter(&self, lane: Lane, connection: &str) -> Option<OwnedSemaphorePermit> {
+        self.pool(lane, connection)?.acquire_owned().await.ok()
+    }
+
+    fn pool(&self, lane: Lane, connection: &str) -> Option<Arc<Semaphore>> {
+        (self.concurrency > 0).then(|| {
+            let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            let concurrency = self.concurrency.into();
+            pools.entry((lane, connection.to_string())).or_insert_with(|| Arc::new(Semaphore::new(concurrency))).clone()
+        })
     }
 
     /// Records that `cr`, as it stands, has been reconciled.
@@ -178,9 +194,20 @@ mod tests {
     #[tokio::test]
     async fn a_busy_drift_lane_leaves_the_change_lane_free() {
         let lanes = Lanes::<ConfigMap>::new(1);
-        let _drift = lanes.enter(Lane::Drift).await.unwrap();
-        let change = tokio::time::timeout(std::time::Duration::from_secs(5), lanes.enter(Lane::Change)).await;
+        let _drift = lanes.enter(Lane::Drift, "ns/a").await.unwrap();
+        let change = tokio::time::timeout(Duration::from_secs(5), lanes.enter(Lane::Change, "ns/a")).await;
         assert!(change.is_ok_and(|p| p.is_some()));
-        assert!(lanes.drift.as_ref().unwrap().try_acquire().is_err(), "the drift lane is full");
+        assert!(lanes.pool(Lane::Drift, "ns/a").unwrap().try_acquire().is_err(), "the drift lane is full");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_connection_holds_only_its_own_workers() {
+        let lanes = Lanes::<ConfigMap>::new(2);
+        let _held = [lanes.enter(Lane::Change, "ns/hangs").await, lanes.enter(Lane::Change, "ns/hangs").await];
+        let blocked = tokio::time::timeout(Duration::from_millis(50), lanes.enter(Lane::Change, "ns/hangs")).await;
+        assert!(blocked.is_err(), "the hanging connection's pool is full");
+        let other = tokio::time::timeout(Duration::from_secs(5), lanes.enter(Lane::Change, "ns/healthy")).await;
+        assert!(other.is_ok_and(|p| p.is_some()), "another connection keeps its pace");
+        assert!(Lanes::<ConfigMap>::new(0).enter(Lane::Change, "any").await.is_none(), "0: no limit");
     }
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 mod own_writes;
 pub mod reconciler;
 pub mod status;
+pub mod teardown;
 
 pub use error::{Error, Result};
 pub use metrics::Metrics;

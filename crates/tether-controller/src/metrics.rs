@@ -153,9 +153,17 @@ impl ReconcileTimer {
         m.reconciles.get_or_create(&ResultLabels { controller: self.controller.clone(), result }).inc();
         if let Some(after) = next {
             let mut due = m.due.lock().unwrap_or_else(|p| p.into_inner());
-            due.entry(self.controller.clone()).or_default().insert(self.object, Instant::now() + after);
+            due.entry(self.controller.clone())
+                .or_default()
+                .insert(self.object, Instant::now().checked_add(after).unwrap_or_else(far_future));
         }
     }
+}
+
+/// A due time as far ahead as the clock allows (a requeue delay no clock can add stays "not yet").
+fn far_future() -> Instant {
+    let now = Instant::now();
+    (0..64).rev().find_map(|shift| now.checked_add(Duration::from_secs(1 << shift))).unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -126,10 +126,10 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
     if let Some(metrics) = &ctx.config.metrics {
         metrics.queued(&ctx.controller, reference.to_string());
     }
-    let _worker = ctx.lanes.enter(lane).await;
+    let _worker = ctx.lanes.enter(lane, &connection_key(cr.as_ref())).await;
     ctx.lanes.reconciled(&cr);
     let timer = ctx.config.metrics.as_ref().map(|m| m.start(&ctx.controller, reference.to_string()));
-    let result = step::<A>(&cr, &ctx, lane).instrument(span).await;
+    let result = bounded(step::<A>(&cr, &ctx, lane), ctx.config.reconcile_timeout).instrument(span).await;
     let result = match result {
         Ok(Step::Done(requeue)) => Ok(requeue),
         Ok(Step::Report(outcome, external_id, at_provider, requeue)) => {
@@ -154,6 +154,37 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
             }
             Err(error)
         }
+    }
+}
+
+/// The pools a resource's reconciles take their workers from: those of its Connection or ClusterConnection.
+fn connection_key<K: ManagedResource>(cr: &K) -> String {
+    let reference = cr.connection_ref();
+    match reference.kind.unwrap_or_default() {
+        tether_api::ConnectionKind::Connection => {
+            format!("{}/{}", cr.namespace().unwrap_or_default(), reference.name)
+        }
+        tether_api::ConnectionKind::ClusterConnection => format!("cluster/{}", reference.name),
+    }
+}
+
+/// Runs one reconcile's step under the time bound, with a panic caught as [`Error::Internal`]: one
+/// resource (a hostile value, a bug) never stops the process or holds a worker for ever.
+async fn bounded<T>(step: impl Future<Output = Result<T>>, limit: Duration) -> Result<T> {
+    use futures::FutureExt;
+    let caught = std::panic::AssertUnwindSafe(step).catch_unwind();
+    match tokio::time::timeout(limit, caught).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            tracing::error!(panic = %what, "the reconcile panicked; reported on the resource and retried");
+            Err(Error::Internal(what.chars().take(500).collect()))
+        }
+        Err(_) => Err(Error::Timeout(limit)),
     }
 }
 
@@ -252,6 +283,7 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
         };
         return Ok(Step::Report(outcome, None, None, settled));
     }
+    check_poll_interval(cr)?;
     let client = ctx.platform_client(cr).await?;
     if !cr.observe_only() {
         ensure_finalizer(cr, ctx).await?;
@@ -424,8 +456,11 @@ async fn publish_outputs<K: ManagedResource>(
 }
 
 /// Server-side applies the outputs Secret, owned by the resource (so it goes with it), unless it already
-/// holds these values and the owner reference. Keys already in the Secret and not in `outputs` are kept:
-/// a token's value, shown once by its platform, must survive the observations that cannot see it.
+/// holds these values and the owner reference. Keys already in the Secret and not in `outputs` are kept as
+/// stored, bytes and all: a token's value, shown once by its platform, must survive the observations that
+/// cannot see it. The Secret read is the one [`Context::request`] made. A Secret another resource owns is
+/// refused with Conflict naming that owner: two writers would take turns and consumers would read the
+/// wrong endpoint.
 async fn write_outputs<K: ManagedResource>(
     cr: &Request<'_, K>,
     ctx: &Context<impl Adapter<Resource = K>>,
@@ -435,8 +470,16 @@ async fn write_outputs<K: ManagedResource>(
     use k8s_openapi::ByteString;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
     let owner = cr.controller_owner_ref(&()).ok_or_else(|| Error::InvalidSpec("resource without a uid".into()))?;
-    let mut merged = outputs;
-    if let Some(existing) = api.get_opt(name).await? {
+    let mut data: std::collections::BTreeMap<String, ByteString> = Default::default();
+    let stored = cr.outputs_secret.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(existing) = &stored {
+        let mut owners = existing.metadata.owner_references.iter().flatten();
+        if let Some(other) = owners.find(|o| o.controller == Some(true) && o.uid != owner.uid) {
+            return Err(Error::Conflict(format!(
+                "Secret {name} (writeOutputsTo) is already filled by {} {}: choose another writeOutputsTo",
+                other.kind, other.name
+            )));
+        }
         let owned = existing.metadata.owner_references.iter().flatten().any(|o| o.uid == owner.uid);
         if !owned
             && existing.metadata.managed_fields.iter().flatten().all(|m| m.manager.as_deref() != Some(FIELD_MANAGER))
@@ -445,26 +488,21 @@ async fn write_outputs<K: ManagedResource>(
                 "Secret {name} exists and is not Tether's: choose another writeOutputsTo"
             )));
         }
-        let current: std::collections::BTreeMap<String, String> = existing
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-            .collect();
-        merged = current.clone().into_iter().chain(merged).collect();
-        if owned && current == merged {
+        data = existing.data.clone().unwrap_or_default();
+        let unchanged = outputs.iter().all(|(k, v)| data.get(k).is_some_and(|stored| stored.0 == v.as_bytes()));
+        if owned && unchanged {
             return Ok(());
         }
     }
-    let data: std::collections::BTreeMap<String, ByteString> =
-        merged.into_iter().map(|(k, v)| (k, ByteString(v.into_bytes()))).collect();
+    data.extend(outputs.into_iter().map(|(k, v)| (k, ByteString(v.into_bytes()))));
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "ownerReferences": [owner]},
         "type": "Opaque",
         "data": data,
     });
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await?;
+    let written = api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await?;
+    *cr.outputs_secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(written);
     Ok(())
 }
 
@@ -494,22 +532,43 @@ async fn write_status<A: Adapter>(
     Ok(())
 }
 
+/// The resource's drift-check period: its annotation when valid, else the configured one.
 fn poll_interval<K: ManagedResource>(cr: &K, config: &Config) -> Duration {
-    cr.annotations().get(POLL_INTERVAL).and_then(|v| parse_duration(v)).unwrap_or(config.poll_interval)
+    cr.annotations().get(POLL_INTERVAL).and_then(|v| parse_duration(v).ok()).unwrap_or(config.poll_interval)
 }
 
-/// `90s`, `5m`, `1h` (or plain seconds).
-fn parse_duration(text: &str) -> Option<Duration> {
+/// The shortest and longest drift-check period an annotation may ask for.
+const POLL_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(7 * 24 * 3600));
+
+/// Refuses a malformed or out-of-range `tether.dev/poll-interval`, with the rule in the message.
+fn check_poll_interval<K: ManagedResource>(cr: &K) -> Result<()> {
+    match cr.annotations().get(POLL_INTERVAL) {
+        Some(value) => parse_duration(value).map(drop).map_err(|why| {
+            let shown: String = value.chars().take(40).collect();
+            Error::InvalidSpec(format!("annotation {POLL_INTERVAL}: {shown:?} {why}"))
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `90s`, `5m`, `1h` (or plain seconds), from 1 s to 7 days; checked arithmetic, so no value can overflow.
+fn parse_duration(text: &str) -> std::result::Result<Duration, &'static str> {
+    const RULE: &str = "is not a duration such as 90s, 5m or 1h between 1s and 7 days";
     let text = text.trim();
     let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
-    let n: u64 = number.parse().ok()?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
+    let n: u64 = number.parse().map_err(|_| RULE)?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(RULE),
     };
-    (seconds > 0).then(|| Duration::from_secs(seconds))
+    let seconds = n.checked_mul(scale).ok_or(RULE)?;
+    let period = Duration::from_secs(seconds);
+    if period < POLL_INTERVAL_RANGE.0 || period > POLL_INTERVAL_RANGE.1 {
+        return Err(RULE);
+    }
+    Ok(period)
 }
 
 /// ±10 %, so resources created together do not poll together.
@@ -523,12 +582,33 @@ mod tests {
 
     #[test]
     fn poll_interval_annotations_parse() {
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
-        assert_eq!(parse_duration("0s"), None);
-        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for bad in ["0s", "soon", "", "1d", "-5s", "169h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn huge_poll_intervals_are_refused_not_overflowed() {
+        for huge in ["10000000000000000000s", "18446744073709551615s", "999999999999999999m", "99999999999999999999h"] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
+        // The largest accepted period still jitters and schedules without overflow.
+        let longest = parse_duration("168h").unwrap();
+        let jittered = jitter(longest);
+        assert!(std::time::Instant::now().checked_add(jittered).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_step_becomes_an_internal_error_and_a_hanging_one_a_timeout() {
+        let panics = bounded::<()>(async { panic!("boom {}", 1) }, Duration::from_secs(1)).await;
+        assert!(matches!(&panics, Err(Error::Internal(m)) if m == "boom 1"), "{panics:?}");
+        let hangs = bounded::<()>(std::future::pending(), Duration::from_millis(20)).await;
+        assert!(matches!(hangs, Err(Error::Timeout(_))), "{hangs:?}");
+        assert!(matches!(bounded(async { Ok(7) }, Duration::from_secs(1)).await, Ok(7)));
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub mod reasons {
     pub const INVALID_RESPONSE: &str = "InvalidResponse";
     /// The Kubernetes API failed; retried with backoff.
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    /// A reconcile panicked (a bug in Tether), caught and retried with backoff.
+    pub const INTERNAL_ERROR: &str = "InternalError";
+    /// A reconcile ran past its time bound (a hanging platform); retried with backoff.
+    pub const TIMEOUT: &str = "Timeout";
 }
 
 /// What a reconcile found and did, in the words the conditions use.
@@ -72,6 +76,18 @@ pub struct Outcome {
     pub applied: bool,
 }
 
+/// Longest condition message or Event note, in characters: a platform's megabyte of error text must not
+/// push the object past the API server's size limit (and lose every condition with it).
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// `message` cut to [`MAX_MESSAGE_CHARS`], on a character boundary, marked with "…" when cut.
+pub fn bounded_message(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((end, _)) => format!("{}…", &message[..end]),
+        None => message,
+    }
+}
+
 fn condition(
     type_: &str,
     status: bool,
@@ -84,7 +100,7 @@ fn condition(
         type_: type_.into(),
         status: if status { ConditionStatus::True } else { ConditionStatus::False },
         reason: reason.into(),
-        message,
+        message: bounded_message(message),
         last_transition_time: now.clone(),
         observed_generation: generation,
     }
@@ -194,6 +210,20 @@ mod tests {
             stalled: stalled.then(|| (reason, format!("{reason} says so"))),
             applied: false,
         }
+    }
+
+    #[test]
+    fn a_megabyte_message_is_cut_to_a_bounded_condition() {
+        let huge = "é".repeat(1 << 20);
+        let status = next::<String>(None, Some(1), &failed("Unavailable", false), None, None, at(1));
+        assert!(status.conditions.iter().all(|c| c.message.chars().count() <= MAX_MESSAGE_CHARS + 1));
+        let cut = bounded_message(huge);
+        assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(bounded_message("short".into()), "short");
+        let outcome = Outcome { synced: Err(("Unavailable", "x".repeat(3 << 20))), ..failed("Unavailable", false) };
+        let status = next::<String>(None, Some(1), &outcome, None, None, at(1));
+        assert!(serde_json::to_string(&status).unwrap().len() < 16 * 1024, "the whole status stays small");
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub struct RunArgs {
     /// 0: no limit.
     #[arg(long, env = "TETHER_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
+    /// Longest one reconcile may take, in seconds (platform calls, retries and Iguazio job waits included).
+    /// One that runs longer is abandoned and reported as Synced=False, Timeout, then retried with backoff,
+    /// so a hanging platform holds a worker for at most this long. 0 is refused.
+    #[arg(long, env = "TETHER_RECONCILE_TIMEOUT_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    reconcile_timeout_seconds: u64,
     /// Log format: pretty or json.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
     log_format: String,
@@ -91,6 +97,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config {
         poll_interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
         concurrency: args.concurrency,
+        reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),
         metrics: Some(metrics),
         ..Default::default()
     };

@@ -112,6 +112,13 @@ fn redeploy_requested(cr: &CivisService, service: &Service) -> Result<bool, Plat
             "annotation {REDEPLOY} must be an RFC 3339 time such as 2026-11-23T10:00:00Z, not {value:?}"
         ))
     })?;
+    // A time ahead of now would redeploy at every look until then (each new deployment is still older
+    // than it): refused instead.
+    if asked > Timestamp::now() + std::time::Duration::from_secs(60) {
+        return Err(PlatformError::Invalid(format!(
+            "annotation {REDEPLOY} is {value}, a time in the future: set it to the current time to redeploy once"
+        )));
+    }
     let Some(deployment) = service.current_deployment.as_ref().filter(|_| cr.spec.deployed) else { return Ok(false) };
     let created = deployment.fields.get("createdAt").and_then(Value::as_str).and_then(|t| t.parse::<Timestamp>().ok());
     Ok(created.is_some_and(|created| created < asked))
