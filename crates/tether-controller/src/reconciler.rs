@@ -243,7 +243,8 @@ pub fn error_policy<A: Adapter>(cr: Arc<A::Resource>, error: &Error, ctx: Arc<Co
 /// when only a spec change can help, else after a per-object exponential backoff (reset by a success).
 fn retry_delay<A: Adapter>(cr: &A::Resource, error: &Error, ctx: &Context<A>) -> Duration {
     if let Error::Platform { source: PlatformError::Throttled { retry_after: Some(wait) }, .. } = error {
-        return *wait;
+        // Honoured, up to an hour: a platform cannot put a resource to sleep for days.
+        return (*wait).min(Duration::from_secs(3600));
     }
     if error.is_terminal() {
         return jitter(poll_interval(cr, &ctx.config));

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
 
 /// An app as get, list, install, configure and rollback return it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,8 +67,25 @@ fn one() -> u64 {
 #[derive(Clone, Debug)]
 pub struct Client {
     http: Arc<Http>,
-    scope: String,
+    /// The scope's path, or why the scope cannot be one (returned by every scoped call).
+    scope: Result<String>,
     scope_query: [(String, String); 3],
+}
+
+/// The path of a scope; a cluster, organisation or project that could leave its place in the path is
+/// refused (the error is kept, and returned by each call in that scope: a client for the account is made
+/// before the scope is known).
+fn scope_path(cluster: &str, org: &str, project: &str) -> Result<String> {
+    Ok(format!(
+        "apis/apps/v1/cluster/{}/org/{}/project/{}",
+        segment("Apolo cluster", cluster)?,
+        segment("Apolo organisation", org)?,
+        segment("Apolo project", project)?
+    ))
+}
+
+fn app_id(id: &str) -> Result<String> {
+    segment("Apolo app id", id)
 }
 
 fn message(body: &Value) -> Option<String> {
@@ -98,10 +115,11 @@ impl Client {
             auth_headers: vec![(reqwest::header::AUTHORIZATION, Secret::new(format!("Bearer {}", token.expose())))],
             message,
             retry_header: None,
+            redact: Vec::new(),
         };
         Ok(Self {
             http: Http::new(config, dialect)?,
-            scope: format!("apis/apps/v1/cluster/{cluster}/org/{org}/project/{project}"),
+            scope: scope_path(cluster, org, project),
             scope_query: [
                 ("cluster".into(), cluster.into()),
                 ("org".into(), org.into()),
@@ -114,7 +132,7 @@ impl Client {
     pub fn with_scope(&self, cluster: &str, org: &str, project: &str) -> Self {
         Self {
             http: self.http.clone(),
-            scope: format!("apis/apps/v1/cluster/{cluster}/org/{org}/project/{project}"),
+            scope: scope_path(cluster, org, project),
             scope_query: [
                 ("cluster".into(), cluster.into()),
                 ("org".into(), org.into()),
@@ -123,8 +141,10 @@ impl Client {
         }
     }
 
-    fn v1(&self, method: Method, route: &'static str, rest: &str) -> Call {
-        Call::new(method, route, format!("{}/{rest}", self.scope))
+    /// A call in the scope; `rest` is built from constants and [`segment`]s.
+    fn v1(&self, method: Method, route: &'static str, rest: &str) -> Result<Call> {
+        let scope = self.scope.as_ref().map_err(Clone::clone)?;
+        Ok(Call::new(method, route, format!("{scope}/{rest}")))
     }
 
     /// `GET /api/v1/config`: whether the token is accepted (`authorized`); a refused token is
@@ -155,6 +175,9 @@ impl Client {
             if page >= answer.pages {
                 return Ok(out);
             }
+            if page >= MAX_PAGES {
+                return Err(too_many_pages("apps"));
+            }
             page += 1;
         }
     }
@@ -162,7 +185,11 @@ impl Client {
     /// One app by id.
     pub async fn get(&self, id: &str) -> Result<App> {
         self.http
-            .json(Call::new(Method::GET, "/apis/apps/v2/instances/{id}", format!("apis/apps/v2/instances/{id}")))
+            .json(Call::new(
+                Method::GET,
+                "/apis/apps/v2/instances/{id}",
+                format!("apis/apps/v2/instances/{}", app_id(id)?),
+            ))
             .await
     }
 
@@ -192,7 +219,7 @@ impl Client {
         if let Some(name) = display_name {
             body["display_name"] = json!(name);
         }
-        self.http.json(self.v1(Method::POST, "/apis/apps/v1/.../instances", "instances").json(&body)?).await
+        self.http.json(self.v1(Method::POST, "/apis/apps/v1/.../instances", "instances")?.json(&body)?).await
     }
 
     /// Reconfigures: a new revision; `input` replaces the whole input; `upgrade_to` changes the version.
@@ -217,13 +244,16 @@ impl Client {
         if let Some(comment) = comment {
             body.insert("comment".into(), json!(comment));
         }
-        let call = self.v1(Method::PUT, "/apis/apps/v1/.../instances/{id}", &format!("instances/{id}")).json(&body)?;
+        let call = self
+            .v1(Method::PUT, "/apis/apps/v1/.../instances/{id}", &format!("instances/{}", app_id(id)?))?
+            .json(&body)?;
         self.http.json(call.not_idempotent()).await
     }
 
     /// Starts uninstalling (`force` skips the graceful cleanup).
     pub async fn uninstall(&self, id: &str, force: bool) -> Result<()> {
-        let mut call = self.v1(Method::DELETE, "/apis/apps/v1/.../instances/{id}", &format!("instances/{id}"));
+        let mut call =
+            self.v1(Method::DELETE, "/apis/apps/v1/.../instances/{id}", &format!("instances/{}", app_id(id)?))?;
         if force {
             call = call.query("force", "true");
         }
@@ -233,17 +263,23 @@ impl Client {
     /// The app's output parameters; `NotFound` until it has some.
     pub async fn output(&self, id: &str) -> Result<Map<String, Value>> {
         self.http
-            .json(self.v1(Method::GET, "/apis/apps/v1/.../instances/{id}/output", &format!("instances/{id}/output")))
+            .json(self.v1(
+                Method::GET,
+                "/apis/apps/v1/.../instances/{id}/output",
+                &format!("instances/{}/output", app_id(id)?),
+            )?)
             .await
     }
 
     /// Values an app (or, with `None`, every app of the scope) publishes, optionally of one type.
     pub async fn values(&self, id: Option<&str>, kind: Option<&str>) -> Result<Vec<Map<String, Value>>> {
         let mut call = match id {
-            Some(id) => {
-                self.v1(Method::GET, "/apis/apps/v1/.../instances/{id}/values", &format!("instances/{id}/values"))
-            }
-            None => self.v1(Method::GET, "/apis/apps/v1/.../instances/values", "instances/values"),
+            Some(id) => self.v1(
+                Method::GET,
+                "/apis/apps/v1/.../instances/{id}/values",
+                &format!("instances/{}/values", app_id(id)?),
+            )?,
+            None => self.v1(Method::GET, "/apis/apps/v1/.../instances/values", "instances/values")?,
         };
         if let Some(kind) = kind {
             call = call.query("type", kind);
@@ -256,8 +292,11 @@ impl Client {
         let mut out = Vec::new();
         let mut page = 1;
         loop {
-            let mut call =
-                self.v1(Method::GET, "/apis/apps/v1/.../instances/{id}/events", &format!("instances/{id}/events"));
+            let mut call = self.v1(
+                Method::GET,
+                "/apis/apps/v1/.../instances/{id}/events",
+                &format!("instances/{}/events", app_id(id)?),
+            )?;
             if page > 1 {
                 call = call.query("page", page);
             }
@@ -266,13 +305,16 @@ impl Client {
             if page >= answer.pages {
                 return Ok(out);
             }
+            if page >= MAX_PAGES {
+                return Err(too_many_pages("events"));
+            }
             page += 1;
         }
     }
 
     /// Configuration revisions, newest first.
     pub async fn revisions(&self, id: &str) -> Result<Vec<Revision>> {
-        let path = format!("apis/apps/v2/instances/{id}/revisions");
+        let path = format!("apis/apps/v2/instances/{}/revisions", app_id(id)?);
         self.http.json(Call::new(Method::GET, "/apis/apps/v2/instances/{id}/revisions", path)).await
     }
 
@@ -281,52 +323,66 @@ impl Client {
         let body = comment.map_or_else(|| json!({}), |c| json!({ "comment": c }));
         let route = "/apis/apps/v1/.../instances/{id}/revisions/{n}/rollback";
         self.http
-            .json(self.v1(Method::POST, route, &format!("instances/{id}/revisions/{n}/rollback")).json(&body)?)
+            .json(
+                self.v1(Method::POST, route, &format!("instances/{}/revisions/{n}/rollback", app_id(id)?))?
+                    .json(&body)?,
+            )
             .await
     }
 
     /// `{display_name, input}` now, or of revision `n`.
     pub async fn input(&self, id: &str, revision: Option<i64>) -> Result<Map<String, Value>> {
         let call = match revision {
-            None => self.v1(Method::GET, "/apis/apps/v1/.../instances/{id}/input", &format!("instances/{id}/input")),
+            None => self.v1(
+                Method::GET,
+                "/apis/apps/v1/.../instances/{id}/input",
+                &format!("instances/{}/input", app_id(id)?),
+            )?,
             Some(n) => self.v1(
                 Method::GET,
                 "/apis/apps/v1/.../instances/{id}/revisions/{n}/input",
-                &format!("instances/{id}/revisions/{n}/input"),
-            ),
+                &format!("instances/{}/revisions/{n}/input", app_id(id)?),
+            )?,
         };
         self.http.json(call).await
     }
 
     /// The template catalogue (latest version of each).
     pub async fn templates(&self) -> Result<Vec<Map<String, Value>>> {
-        self.http.json(self.v1(Method::GET, "/apis/apps/v1/.../templates", "templates")).await
+        self.http.json(self.v1(Method::GET, "/apis/apps/v1/.../templates", "templates")?).await
     }
 
     /// Versions of one template.
     pub async fn template_versions(&self, name: &str) -> Result<Vec<Map<String, Value>>> {
-        self.http.json(self.v1(Method::GET, "/apis/apps/v1/.../templates/{name}", &format!("templates/{name}"))).await
+        let path = format!("templates/{}", segment("Apolo template name", name)?);
+        self.http.json(self.v1(Method::GET, "/apis/apps/v1/.../templates/{name}", &path)?).await
     }
 
     /// One template version (`latest` resolves), with its input schema.
     pub async fn template(&self, name: &str, version: &str) -> Result<Map<String, Value>> {
         let route = "/apis/apps/v1/.../templates/{name}/{version}";
-        self.http.json(self.v1(Method::GET, route, &format!("templates/{name}/{version}"))).await
+        let path = format!(
+            "templates/{}/{}",
+            segment("Apolo template name", name)?,
+            segment("Apolo template version", version)?
+        );
+        self.http.json(self.v1(Method::GET, route, &path)?).await
     }
 
     /// Polls until the app reaches one of `wanted`; `errored` (unless wanted) is a [`Error::Platform`].
     pub async fn wait(&self, id: &str, wanted: &[&str], interval: Duration, timeout: Duration) -> Result<App> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             let app = self.get(id).await?;
             if wanted.contains(&app.state.as_str()) {
                 return Ok(app);
             }
             if app.state == "errored" {
-                return Err(Error::Platform(format!("app {} errored", app.display_name)));
+                return Err(Error::Platform(self.http.clean(&format!("app {} errored", app.display_name))));
             }
-            if Instant::now() >= deadline {
-                return Err(Error::Transient(format!("app {id} still {} after {timeout:?}", app.state)));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let why = format!("app {id} still {} after {timeout:?}", app.state);
+                return Err(Error::Transient(self.http.clean(&why)));
             }
             tokio::time::sleep(interval).await;
         }

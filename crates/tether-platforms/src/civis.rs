@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, too_many_pages};
 
 /// A service (full form from get/create/update; list items carry a subset).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -113,6 +113,8 @@ impl Client {
             auth_headers: vec![(reqwest::header::AUTHORIZATION, Secret::new(format!("Basic {basic}")))],
             message,
             retry_header: None,
+            // The header carries the key only base64-encoded, as `key:`.
+            redact: vec![api_key.clone()],
         };
         Ok(Self { http: Http::new(config, dialect)? })
     }
@@ -136,17 +138,18 @@ impl Client {
         self.http.json(call).await
     }
 
-    /// Every page of services, until an empty page (the platform's only end marker).
+    /// Every page of services, until an empty page (the platform's only end marker), at most
+    /// [`MAX_PAGES`].
     pub async fn list_all(&self, options: &ListOptions) -> Result<Vec<Service>> {
         let mut out = Vec::new();
-        for page in 1.. {
-            let items = self.list(options, page, 50).await?;
+        for page in 1..=MAX_PAGES {
+            let items = self.list(options, page as u32, 50).await?;
             if items.is_empty() {
-                break;
+                return Ok(out);
             }
             out.extend(items);
         }
-        Ok(out)
+        Err(too_many_pages("services"))
     }
 
     /// `GET /services/{id}`.
@@ -291,19 +294,20 @@ impl Client {
 
     /// Polls until the current deployment runs; a terminated one is a [`Error::Platform`] with its message.
     pub async fn wait_running(&self, id: i64, interval: Duration, timeout: Duration) -> Result<Deployment> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             if let Some(d) = self.get(id).await?.current_deployment {
                 match d.state.as_str() {
                     "running" => return Ok(d),
                     "terminated" => {
                         let why = d.state_message.unwrap_or_default();
-                        return Err(Error::Platform(format!("deployment {} terminated: {why}", d.deployment_id)));
+                        let why = format!("deployment {} terminated: {why}", d.deployment_id);
+                        return Err(Error::Platform(self.http.clean(&why)));
                     }
                     _ => {}
                 }
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::Transient(format!("service {id} not running after {timeout:?}")));
             }
             tokio::time::sleep(interval).await;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
 
 /// A webapp as `describe` and list items return it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -114,6 +114,12 @@ fn message(body: &Value) -> Option<String> {
 const WEBAPPS: &str = "webapps/api/v1/webapps/";
 const WEBAPP: &str = "/webapps/api/v1/webapps/{webappId}";
 
+/// The path of one webapp; its id (from the platform, or from a user's annotation) is refused when it
+/// could leave its place in the path.
+fn webapp_path(id: &str) -> Result<String> {
+    Ok(format!("{WEBAPPS}{}", segment("Peak webapp id", id)?))
+}
+
 impl Client {
     /// A client for `config.base_url` with an API key (sent as is in `Authorization`).
     pub fn new(config: HttpConfig, api_key: &Secret) -> Result<Self> {
@@ -122,6 +128,7 @@ impl Client {
             auth_headers: vec![(reqwest::header::AUTHORIZATION, api_key.clone())],
             message,
             retry_header: None,
+            redact: Vec::new(),
         };
         Ok(Self { http: Http::new(config, dialect)? })
     }
@@ -157,6 +164,9 @@ impl Client {
             if page >= answer.page_count {
                 return Ok(out);
             }
+            if page >= MAX_PAGES {
+                return Err(too_many_pages("webapps"));
+            }
             page += 1;
         }
     }
@@ -174,36 +184,38 @@ impl Client {
 
     /// `GET /webapps/{id}`.
     pub async fn describe(&self, id: &str) -> Result<Webapp> {
-        self.http.json(Call::new(Method::GET, WEBAPP, format!("{WEBAPPS}{id}"))).await
+        self.http.json(Call::new(Method::GET, WEBAPP, webapp_path(id)?)).await
     }
 
     /// `PATCH /webapps/{id}`: changes the fields set; a change of image, version, instance type,
     /// stickiness or scale-to-zero redeploys.
     pub async fn update(&self, id: &str, fields: &WebappFields) -> Result<()> {
-        self.http.empty(Call::new(Method::PATCH, WEBAPP, format!("{WEBAPPS}{id}")).json(fields)?).await
+        self.http.empty(Call::new(Method::PATCH, WEBAPP, webapp_path(id)?).json(fields)?).await
     }
 
     /// `DELETE /webapps/{id}`: starts the teardown.
     pub async fn delete(&self, id: &str) -> Result<()> {
-        self.http.empty(Call::new(Method::DELETE, WEBAPP, format!("{WEBAPPS}{id}"))).await
+        self.http.empty(Call::new(Method::DELETE, WEBAPP, webapp_path(id)?)).await
     }
 
     /// Polls `describe` every `interval` until the webapp is AVAILABLE (or gone, with `gone_ok`), failing
     /// with [`Error::Platform`] on CREATE_FAILED/DELETE_FAILED and [`Error::Transient`] at the deadline.
     pub async fn wait(&self, id: &str, gone_ok: bool, interval: Duration, timeout: Duration) -> Result<Option<Webapp>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             match self.describe(id).await {
                 Ok(w) if w.status == "AVAILABLE" && !gone_ok => return Ok(Some(w)),
                 Ok(w) if w.status.ends_with("_FAILED") => {
-                    return Err(Error::Platform(format!("webapp {} is {}", w.name, w.status)));
+                    return Err(Error::Platform(self.http.clean(&format!("webapp {} is {}", w.name, w.status))));
                 }
                 Err(Error::NotFound(_)) if gone_ok => return Ok(None),
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
-            if Instant::now() >= deadline {
-                return Err(Error::Transient(format!("webapp {id} did not settle within {timeout:?}")));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Transient(
+                    self.http.clean(&format!("webapp {id} did not settle within {timeout:?}")),
+                ));
             }
             tokio::time::sleep(interval).await;
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::Result;
-use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+use crate::http::{Call, Dialect, Http, HttpConfig, Secret, segment};
 
 /// A UbiOps service as the platform returns it (create, get, update, list).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -84,9 +84,18 @@ fn message(body: &Value) -> Option<String> {
     body.get("error").or_else(|| body.get("error_message")).and_then(Value::as_str).map(str::to_string)
 }
 
-fn seg(s: &str) -> String {
-    // Path parameters are percent-encoded as a whole, as the SDK does.
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+// Path parameters are percent-encoded as a whole, as the SDK does; one that could leave its place in the
+// path (`..`, `a/b`) is refused before any request.
+fn project_seg(name: &str) -> Result<String> {
+    segment("UbiOps project name", name)
+}
+
+fn deployment_seg(name: &str) -> Result<String> {
+    segment("UbiOps deployment name", name)
+}
+
+fn version_seg(name: &str) -> Result<String> {
+    segment("UbiOps deployment version", name)
 }
 
 impl Client {
@@ -100,6 +109,7 @@ impl Client {
             auth_headers: vec![(reqwest::header::AUTHORIZATION, Secret::new(value))],
             message,
             retry_header: Some("x-ratelimit-reset"),
+            redact: vec![Secret::new(raw)],
         };
         Ok(Self { http: Http::new(config, dialect)? })
     }
@@ -111,7 +121,9 @@ impl Client {
 
     /// `GET /projects/{project}`.
     pub async fn project_get(&self, project: &str) -> Result<Map<String, Value>> {
-        self.http.json(Call::new(Method::GET, "/projects/{project_name}", format!("projects/{}", seg(project)))).await
+        self.http
+            .json(Call::new(Method::GET, "/projects/{project_name}", format!("projects/{}", project_seg(project)?)))
+            .await
     }
 
     /// `GET /projects/{p}/services`, filtered by labels (`k:v,...`, any matches) and deployment version ids.
@@ -121,8 +133,11 @@ impl Client {
         labels: Option<&str>,
         deployment_version_ids: Option<&str>,
     ) -> Result<Vec<Service>> {
-        let mut call =
-            Call::new(Method::GET, "/projects/{project_name}/services", format!("projects/{}/services", seg(project)));
+        let mut call = Call::new(
+            Method::GET,
+            "/projects/{project_name}/services",
+            format!("projects/{}/services", project_seg(project)?),
+        );
         if let Some(labels) = labels {
             call = call.query("labels", labels);
         }
@@ -134,48 +149,51 @@ impl Client {
 
     /// `GET /projects/{p}/services/{name}`.
     pub async fn services_get(&self, project: &str, name: &str) -> Result<Service> {
-        self.http.json(Call::new(Method::GET, SERVICE, service_path(project, name))).await
+        self.http.json(Call::new(Method::GET, SERVICE, service_path(project, name)?)).await
     }
 
     /// `POST /projects/{p}/services`. Not retried on 5xx (a retry could race a create that went through);
     /// a caller that lost the answer finds the service by name.
     pub async fn services_create(&self, project: &str, fields: &ServiceFields) -> Result<Service> {
-        let call =
-            Call::new(Method::POST, "/projects/{project_name}/services", format!("projects/{}/services", seg(project)));
+        let call = Call::new(
+            Method::POST,
+            "/projects/{project_name}/services",
+            format!("projects/{}/services", project_seg(project)?),
+        );
         self.http.json(call.json(fields)?).await
     }
 
     /// `PATCH /projects/{p}/services/{name}`: changes only the fields set.
     pub async fn services_update(&self, project: &str, name: &str, fields: &ServiceFields) -> Result<Service> {
-        self.http.json(Call::new(Method::PATCH, SERVICE, service_path(project, name)).json(fields)?).await
+        self.http.json(Call::new(Method::PATCH, SERVICE, service_path(project, name)?).json(fields)?).await
     }
 
     /// `DELETE /projects/{p}/services/{name}` (synchronous: gone on success).
     pub async fn services_delete(&self, project: &str, name: &str) -> Result<()> {
-        self.http.empty(Call::new(Method::DELETE, SERVICE, service_path(project, name))).await
+        self.http.empty(Call::new(Method::DELETE, SERVICE, service_path(project, name)?)).await
     }
 
     /// `GET /projects/{p}/services/{name}/status`.
     pub async fn services_status(&self, project: &str, name: &str) -> Result<ServiceStatus> {
-        let path = format!("{}/status", service_path(project, name));
+        let path = format!("{}/status", service_path(project, name)?);
         self.http.json(Call::new(Method::GET, "/projects/{project_name}/services/{service_name}/status", path)).await
     }
 
     /// `GET /projects/{p}/deployments/{d}`.
     pub async fn deployments_get(&self, project: &str, deployment: &str) -> Result<Map<String, Value>> {
-        let path = format!("projects/{}/deployments/{}", seg(project), seg(deployment));
+        let path = format!("projects/{}/deployments/{}", project_seg(project)?, deployment_seg(deployment)?);
         self.http.json(Call::new(Method::GET, "/projects/{project_name}/deployments/{deployment_name}", path)).await
     }
 
     /// `GET /projects/{p}/deployments`.
     pub async fn deployments_list(&self, project: &str) -> Result<Vec<Map<String, Value>>> {
-        let path = format!("projects/{}/deployments", seg(project));
+        let path = format!("projects/{}/deployments", project_seg(project)?);
         self.http.json(Call::new(Method::GET, "/projects/{project_name}/deployments", path)).await
     }
 
     /// `POST /projects/{p}/deployments` with a DeploymentCreate body (`name` required).
     pub async fn deployments_create(&self, project: &str, body: &Map<String, Value>) -> Result<Map<String, Value>> {
-        let path = format!("projects/{}/deployments", seg(project));
+        let path = format!("projects/{}/deployments", project_seg(project)?);
         self.http.json(Call::new(Method::POST, "/projects/{project_name}/deployments", path).json(body)?).await
     }
 
@@ -186,20 +204,20 @@ impl Client {
         deployment: &str,
         body: &Map<String, Value>,
     ) -> Result<Map<String, Value>> {
-        let path = format!("projects/{}/deployments/{}", seg(project), seg(deployment));
+        let path = format!("projects/{}/deployments/{}", project_seg(project)?, deployment_seg(deployment)?);
         let route = "/projects/{project_name}/deployments/{deployment_name}";
         self.http.json(Call::new(Method::PATCH, route, path).json(body)?).await
     }
 
     /// `DELETE /projects/{p}/deployments/{d}`.
     pub async fn deployments_delete(&self, project: &str, deployment: &str) -> Result<()> {
-        let path = format!("projects/{}/deployments/{}", seg(project), seg(deployment));
+        let path = format!("projects/{}/deployments/{}", project_seg(project)?, deployment_seg(deployment)?);
         self.http.empty(Call::new(Method::DELETE, "/projects/{project_name}/deployments/{deployment_name}", path)).await
     }
 
     /// `GET /projects/{p}/deployments/{d}/versions`.
     pub async fn versions_list(&self, project: &str, deployment: &str) -> Result<Vec<Map<String, Value>>> {
-        let path = format!("projects/{}/deployments/{}/versions", seg(project), seg(deployment));
+        let path = format!("projects/{}/deployments/{}/versions", project_seg(project)?, deployment_seg(deployment)?);
         let route = "/projects/{project_name}/deployments/{deployment_name}/versions";
         self.http.json(Call::new(Method::GET, route, path)).await
     }
@@ -211,21 +229,31 @@ impl Client {
         deployment: &str,
         body: &Map<String, Value>,
     ) -> Result<Map<String, Value>> {
-        let path = format!("projects/{}/deployments/{}/versions", seg(project), seg(deployment));
+        let path = format!("projects/{}/deployments/{}/versions", project_seg(project)?, deployment_seg(deployment)?);
         let route = "/projects/{project_name}/deployments/{deployment_name}/versions";
         self.http.json(Call::new(Method::POST, route, path).json(body)?).await
     }
 
     /// `DELETE /projects/{p}/deployments/{d}/versions/{v}`.
     pub async fn versions_delete(&self, project: &str, deployment: &str, version: &str) -> Result<()> {
-        let path = format!("projects/{}/deployments/{}/versions/{}", seg(project), seg(deployment), seg(version));
+        let path = format!(
+            "projects/{}/deployments/{}/versions/{}",
+            project_seg(project)?,
+            deployment_seg(deployment)?,
+            version_seg(version)?
+        );
         let route = "/projects/{project_name}/deployments/{deployment_name}/versions/{version}";
         self.http.empty(Call::new(Method::DELETE, route, path)).await
     }
 
     /// `GET /projects/{p}/deployments/{d}/versions/{v}`.
     pub async fn versions_get(&self, project: &str, deployment: &str, version: &str) -> Result<Map<String, Value>> {
-        let path = format!("projects/{}/deployments/{}/versions/{}", seg(project), seg(deployment), seg(version));
+        let path = format!(
+            "projects/{}/deployments/{}/versions/{}",
+            project_seg(project)?,
+            deployment_seg(deployment)?,
+            version_seg(version)?
+        );
         let route = "/projects/{project_name}/deployments/{deployment_name}/versions/{version}";
         self.http.json(Call::new(Method::GET, route, path)).await
     }
@@ -238,6 +266,6 @@ impl Client {
 
 const SERVICE: &str = "/projects/{project_name}/services/{service_name}";
 
-fn service_path(project: &str, name: &str) -> String {
-    format!("projects/{}/services/{}", seg(project), seg(name))
+fn service_path(project: &str, name: &str) -> Result<String> {
+    Ok(format!("projects/{}/services/{}", project_seg(project)?, segment("UbiOps service name", name)?))
 }

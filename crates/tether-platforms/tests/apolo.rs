@@ -89,3 +89,40 @@ async fn errors_are_classified() {
     assert_eq!(resp.status(), 204);
     assert!(matches!(c.wait(&app.id, &["healthy"], TICK, LONG).await, Err(Error::Platform(_))));
 }
+
+#[tokio::test]
+async fn hostile_ids_and_scopes_are_refused_before_any_request() {
+    let (c, url) = setup().await;
+    let hostile = ["../x", "a/b", "..", "%2e%2e", "", "x/../other-id", "a\\b"];
+    for bad in hostile {
+        let outcomes = [
+            c.get(bad).await.map(drop),
+            c.uninstall(bad, true).await,
+            c.configure(bad, None, Some("n"), None, None).await.map(drop),
+            c.output(bad).await.map(drop),
+            c.values(Some(bad), None).await.map(drop),
+            c.events(bad).await.map(drop),
+            c.revisions(bad).await.map(drop),
+            c.rollback(bad, 1, None).await.map(drop),
+            c.input(bad, Some(1)).await.map(drop),
+            c.template_versions(bad).await.map(drop),
+            c.template("postgres", bad).await.map(drop),
+            c.with_scope(bad, "superorg", "test3").templates().await.map(drop),
+            c.with_scope("default", bad, "test3").install("shell", "latest", &json!({}), None).await.map(drop),
+            c.with_scope("default", "superorg", bad).uninstall("id", false).await,
+        ];
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            assert!(
+                matches!(&outcome, Err(Error::Invalid(m)) if m.contains("is not a valid Apolo")),
+                "{bad:?} #{i}: {outcome:?}"
+            );
+        }
+    }
+    let origin = url.trim_end_matches("/api/v1");
+    let counters: serde_json::Value =
+        reqwest::get(format!("{origin}/_sim/counters")).await.unwrap().json().await.unwrap();
+    assert_eq!(counters, json!({}), "no request reached any route");
+    // A client made before its scope is known (as the operator makes one per account) still works once scoped.
+    let unscoped = Client::new(HttpConfig::new(url.parse().unwrap()), &Secret::new("tok"), "", "", "").unwrap();
+    assert_eq!(unscoped.with_scope("default", "superorg", "test3").templates().await.unwrap().len(), 2);
+}

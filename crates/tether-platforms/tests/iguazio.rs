@@ -140,3 +140,19 @@ async fn drift_reads_share_a_recent_read_but_never_one_from_before_a_write() {
     assert_eq!(gets().await, before + 1);
     assert!(manifest.service("after").is_some());
 }
+
+#[tokio::test]
+async fn hostile_job_ids_are_refused_before_any_request() {
+    let (c, url) = setup(Duration::ZERO).await;
+    for bad in ["../x", "a/b", "..", "%2e%2e", "", "x/../app_services_manifests"] {
+        for outcome in [c.job(bad).await, c.wait_job(bad, TICK, LONG).await] {
+            assert!(
+                matches!(&outcome, Err(Error::Invalid(m)) if m.contains("is not a valid Iguazio job id")),
+                "{bad:?}: {outcome:?}"
+            );
+        }
+    }
+    let counters: serde_json::Value =
+        reqwest::get(format!("{}/_sim/counters", url.trim_end_matches('/'))).await.unwrap().json().await.unwrap();
+    assert_eq!(counters, json!({}), "no request reached any route");
+}

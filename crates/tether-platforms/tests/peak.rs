@@ -90,3 +90,24 @@ async fn a_failed_create_surfaces_as_a_platform_error() {
     assert_eq!(resp.status(), 204);
     assert!(matches!(c.wait(&id, false, TICK, LONG).await, Err(Error::Platform(m)) if m.contains("CREATE_FAILED")));
 }
+
+#[tokio::test]
+async fn hostile_ids_are_refused_before_any_request() {
+    let (c, url) = setup(Duration::ZERO).await;
+    for bad in ["../x", "a/b", "..", "%2e%2e", "", "x/../other-id", "a\\b"] {
+        let outcomes = [
+            c.describe(bad).await.map(drop),
+            c.update(bad, &WebappFields { title: Some("t".into()), ..Default::default() }).await,
+            c.delete(bad).await,
+            c.wait(bad, true, TICK, LONG).await.map(drop),
+        ];
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            assert!(
+                matches!(&outcome, Err(Error::Invalid(m)) if m.contains("is not a valid Peak webapp id")),
+                "{bad:?} #{i}: {outcome:?}"
+            );
+        }
+    }
+    let counters: serde_json::Value = reqwest::get(format!("{url}/_sim/counters")).await.unwrap().json().await.unwrap();
+    assert_eq!(counters, json!({}), "no request reached any route");
+}

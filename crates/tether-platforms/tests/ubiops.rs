@@ -192,3 +192,34 @@ fn debug_output_never_shows_the_token() {
     let shown = format!("{c:?} {:?}", Secret::new("s3cr3t"));
     assert!(!shown.contains("s3cr3t"), "{shown}");
 }
+
+#[tokio::test]
+async fn hostile_names_are_refused_before_any_request() {
+    let sim = sim().await;
+    let c = client(&sim);
+    let hostile = ["../x", "a/b", "..", "%2e%2e", "", "a\\b", "x%2F..%2Fy"];
+    for bad in hostile {
+        let outcomes = [
+            c.project_get(bad).await.map(drop),
+            c.services_list(bad, None, None).await.map(drop),
+            c.services_get("proj", bad).await.map(drop),
+            c.services_delete("proj", bad).await,
+            c.services_delete(bad, "svc").await,
+            c.services_update("proj", bad, &ServiceFields::default()).await.map(drop),
+            c.services_status("proj", bad).await.map(drop),
+            c.deployments_delete("proj", bad).await,
+            c.versions_delete("proj", "dep-1", bad).await,
+            c.versions_get("proj", bad, "v1").await.map(drop),
+        ];
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            assert!(
+                matches!(&outcome, Err(Error::Invalid(m)) if m.contains("is not a valid UbiOps")),
+                "{bad:?} #{i}: {outcome:?}"
+            );
+        }
+    }
+    let counters: Value = reqwest::get(format!("{}/_sim/counters", sim.origin)).await.unwrap().json().await.unwrap();
+    assert_eq!(counters, json!({}), "no request reached any route");
+    // A name that only needs escaping still works.
+    assert!(matches!(c.services_get("proj", "no such?service").await, Err(Error::NotFound(_))));
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::http::{Call, Dialect, Http, HttpConfig, Secret};
+use crate::http::{Call, Dialect, Http, HttpConfig, Secret, segment};
 
 mod writer;
 pub use writer::{Change, ManifestWriter, RESTART_TOKEN, WriterTiming};
@@ -130,6 +130,8 @@ impl Client {
             ],
             message,
             retry_header: None,
+            // The headers carry the key only inside JSON and base64.
+            redact: vec![access_key.clone()],
         };
         Ok(Self { http: Http::new(config, dialect)? })
     }
@@ -137,7 +139,14 @@ impl Client {
     /// Logs in with a password (`POST /api/sessions`) and returns a client that sends the session cookie
     /// the platform set.
     pub async fn login(config: HttpConfig, username: &str, password: &Secret) -> Result<Self> {
-        let anonymous = Dialect { platform: "iguazio", auth_headers: Vec::new(), message, retry_header: None };
+        // The password goes in the body: a platform echoing it must not put it into an error.
+        let anonymous = Dialect {
+            platform: "iguazio",
+            auth_headers: Vec::new(),
+            message,
+            retry_header: None,
+            redact: vec![password.clone()],
+        };
         let http = Http::new(config.clone(), anonymous)?;
         let body = json!({"data": {"type": "session", "attributes": {
             "username": username, "password": password.expose(), "plane": "control"}, "relationships": {}}});
@@ -154,6 +163,7 @@ impl Client {
             auth_headers: vec![(reqwest::header::COOKIE, Secret::new(cookie.trim()))],
             message,
             retry_header: None,
+            redact: Vec::new(),
         };
         Ok(Self { http: Http::new(config, dialect)? })
     }
@@ -199,12 +209,13 @@ impl Client {
 
     /// `GET /api/jobs/{id}`.
     pub async fn job(&self, id: &str) -> Result<Job> {
-        job_of(&self.http.json::<Value>(Call::new(Method::GET, "/api/jobs/{job_id}", format!("api/jobs/{id}"))).await?)
+        let path = format!("api/jobs/{}", segment("Iguazio job id", id)?);
+        job_of(&self.http.json::<Value>(Call::new(Method::GET, "/api/jobs/{job_id}", path)).await?)
     }
 
     /// Polls the job until it ends; a failed or canceled job is a [`Error::Platform`] with its message.
     pub async fn wait_job(&self, id: &str, interval: Duration, timeout: Duration) -> Result<Job> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             let job = self.job(id).await?;
             if job.is_terminal() {
@@ -215,10 +226,11 @@ impl Client {
                     .ok()
                     .and_then(|r| r["message"].as_str().map(str::to_string))
                     .unwrap_or_else(|| job.result.clone());
-                return Err(Error::Platform(format!("job {id} {}: {why}", job.state)));
+                return Err(Error::Platform(self.http.clean(&format!("job {id} {}: {why}", job.state))));
             }
-            if Instant::now() >= deadline {
-                return Err(Error::Transient(format!("job {id} still {} after {timeout:?}", job.state)));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let why = format!("job {id} still {} after {timeout:?}", job.state);
+                return Err(Error::Transient(self.http.clean(&why)));
             }
             tokio::time::sleep(interval).await;
         }

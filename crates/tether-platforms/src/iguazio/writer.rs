@@ -94,8 +94,9 @@ impl ManifestWriter {
     pub async fn read_within(&self, max_age: Duration) -> Result<Manifest> {
         let asked = tokio::time::Instant::now();
         let mut last = self.last_read.lock().await;
+        // A `max_age` too long to add counts as forever.
         if let Some((began, manifest)) = last.as_ref()
-            && *began + max_age >= asked
+            && began.checked_add(max_age).is_none_or(|fresh_until| fresh_until >= asked)
         {
             return Ok(manifest.clone());
         }
