@@ -22,24 +22,24 @@ use crate::common::{ManagedFields, ManagedStatus, free_form_object};
 pub struct ApoloAppSpec {
     #[serde(flatten)]
     pub managed: ManagedFields,
-    /// Apolo cluster the app runs in. Immutable.
-    #[schemars(length(min = 1, max = 253))]
+    /// Apolo cluster the app runs in. Immutable. A name, not a path: no `/`, and not `.` or `..`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "cluster is immutable"}]))]
     pub cluster: String,
-    /// Organisation owning the project. Immutable.
-    #[schemars(length(min = 1, max = 253))]
+    /// Organisation owning the project. Immutable. A name, not a path: no `/`, and not `.` or `..`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "org is immutable"}]))]
     pub org: String,
-    /// Project the app is installed into. Immutable.
-    #[schemars(length(min = 1, max = 253))]
+    /// Project the app is installed into. Immutable. A name, not a path: no `/`, and not `.` or `..`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "project is immutable"}]))]
     pub project: String,
-    /// Template the app is installed from. Immutable: Apolo cannot change an app's template in place.
-    #[schemars(length(min = 1, max = 253))]
+    /// Template the app is installed from. Immutable: Apolo cannot change an app's template in place. A name, not a path: no `/`, and not `.` or `..`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "templateName is immutable"}]))]
     pub template_name: String,
-    /// Template version; changing it upgrades the app.
-    #[schemars(length(min = 1, max = 128))]
+    /// Template version; changing it upgrades the app. No `/`, and not `.` or `..`.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"))]
     pub template_version: String,
     /// Human label of the app (Tether adds its ownership marker on the platform).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -402,9 +402,17 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepRe
         })?;
         let request = ctx.request(cr).await?;
         let cr = &request;
-        if let Observation::Present { external_id, .. } =
-            A::observe(&client, cr).await.map_err(Error::platform("observe"))?
-        {
+        let observed = match A::observe(&client, cr).await {
+            // The identity itself is refused (an id that is no id, e.g. a path in tether.dev/external-id):
+            // no remote object can have it, so there is nothing to delete, and a DELETE is never sent.
+            Err(PlatformError::Invalid(why)) => {
+                let note = format!("nothing deleted: the platform cannot hold an object under this identity ({why})");
+                ctx.event(cr, true, "NothingToDelete", "Delete", note).await;
+                Observation::Absent
+            }
+            other => other.map_err(Error::platform("observe"))?,
+        };
+        if let Observation::Present { external_id, .. } = observed {
             let deletion = A::delete(&client, cr, &external_id).await.map_err(Error::platform("delete"))?;
             if deletion == Deletion::InProgress {
                 let message = "waiting for the platform to delete the remote object".into();

@@ -18,6 +18,34 @@ fn invalid_on_create() -> Vec<Invalid> {
     let case = |case, file, kind, patch, expect| Invalid { case, file, kind, patch, expect };
     vec![
         case(
+            "an Apolo project that is a path",
+            "apoloapp.yaml",
+            "ApoloApp",
+            json!({"spec": {"project": "other/../project"}}),
+            "spec.project: Invalid value",
+        ),
+        case(
+            "an Apolo org of ..",
+            "apoloapp.yaml",
+            "ApoloApp",
+            json!({"spec": {"org": ".."}}),
+            "spec.org: Invalid value",
+        ),
+        case(
+            "an Apolo cluster with a slash",
+            "apoloapp.yaml",
+            "ApoloApp",
+            json!({"spec": {"cluster": "a/b"}}),
+            "spec.cluster: Invalid value",
+        ),
+        case(
+            "an Apolo template version with a slash",
+            "apoloapp.yaml",
+            "ApoloApp",
+            json!({"spec": {"templateVersion": "../v1"}}),
+            "spec.templateVersion: Invalid value",
+        ),
+        case(
             "missing required name",
             "appservice.yaml",
             "AppService",

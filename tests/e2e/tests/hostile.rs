@@ -52,6 +52,7 @@ async fn counters(origin: &str) -> Value {
 
 /// One platform's simulator, its Connection in `ns`, and the example resource of its kind.
 struct Platform {
+    url: String,
     origin: String,
     example: Value,
     api: Api<DynamicObject>,
@@ -63,7 +64,7 @@ async fn platform(ns: &TestNamespace, platform: &str, file: &str, kind: &str) ->
     connect_with(&ns.client, &ns.name, platform, &sim.url, sim_credentials(platform)).await;
     let example = example(file, kind);
     let api = api_for(&ns.client, &ns.name, &example).await;
-    Platform { origin, example, api }
+    Platform { url: sim.url, origin, example, api }
 }
 
 #[tokio::test]
@@ -253,4 +254,76 @@ async fn deleting_a_whole_namespace_deletes_its_remote_objects_and_completes() {
         .filter_map(|(_, v)| v.as_u64())
         .sum();
     assert!(peak_deletes >= 1, "the webapp was deleted on Peak: {peak_counters}");
+}
+
+/// A Peak id with a path in it (`x/../<another team's id>`) never sends a request elsewhere: the resource
+/// is refused, and deleting it deletes nothing, least of all the other team's webapp.
+#[tokio::test]
+async fn an_id_with_a_path_in_it_reaches_no_other_route() {
+    let team_a = TestNamespace::new("hostile-team-a").await;
+    let peak = platform(&team_a, "peak", "peakwebapp.yaml", "PeakWebapp").await;
+    let _a = spawn_controller::<Peak>(&team_a.client, &team_a.name);
+    let name = peak.example["metadata"]["name"].as_str().unwrap().to_string();
+    create(&team_a.client, &team_a.name, &peak.example, false).await.unwrap();
+    wait_for(&peak.api, &name, "team A's webapp is Ready", ready).await;
+    let id = peak.api.get(&name).await.unwrap().data["status"]["externalId"].as_str().unwrap().to_string();
+
+    let team_b = TestNamespace::new("hostile-team-b").await;
+    connect_with(&team_b.client, &team_b.name, "peak", &peak.url, sim_credentials("peak")).await;
+    let _b = spawn_controller::<Peak>(&team_b.client, &team_b.name);
+    let hostile = merged(
+        &peak.example,
+        json!({"metadata": {"name": "sneaky", "annotations": {"tether.dev/external-id": format!("x/../{id}")}},
+               "spec": {"name": "sneaky"}}),
+    );
+    create(&team_b.client, &team_b.name, &hostile, false).await.unwrap();
+    let api_b = api_for(&team_b.client, &team_b.name, &hostile).await;
+    let message = refused(&api_b, "sneaky", "InvalidSpec").await;
+    assert!(message.contains("not a valid"), "{message}");
+    let before = counters(&peak.origin).await;
+    api_b.delete("sneaky", &DeleteParams::default()).await.unwrap();
+    wait_for(&api_b, "sneaky", "is deleted without a remote call", |o| o.is_none()).await;
+    let after = counters(&peak.origin).await;
+    let deletes = |c: &Value| c.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("DELETE ")).count();
+    assert_eq!(deletes(&after), deletes(&before), "no DELETE was sent: {after}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = peak.api.get(&name).await.unwrap();
+    assert!(ready(Some(&a)), "team A's webapp still serves: {}", a.data["status"]);
+}
+
+/// A Retry-After no clock can add (u64::MAX seconds) is a Throttled condition, not a panic; the other
+/// resources of the controller go on.
+#[tokio::test]
+async fn a_retry_after_of_u64_max_is_throttled_not_a_crash() {
+    let ns = TestNamespace::new("hostile-retry-after").await;
+    let ubi = platform(&ns, "ubiops", "ubiservice.yaml", "UbiService").await;
+    let controller = spawn_controller::<UbiOps>(&ns.client, &ns.name);
+    let fault = json!({"method": "POST", "status": 429, "retryAfter": u64::MAX, "times": 1});
+    let answer = reqwest::Client::new().post(format!("{}/_sim/faults", ubi.origin)).json(&fault).send().await.unwrap();
+    assert!(answer.status().is_success());
+    let throttled = merged(
+        &ubi.example,
+        json!({"metadata": {"name": "throttled"}, "spec": {"name": "throttled", "writeOutputsTo": "throttled-outputs"}}),
+    );
+    create(&ns.client, &ns.name, &throttled, false).await.unwrap();
+    // Reported as Throttled (an Event; the condition may already have moved on: the next reconcile, woken
+    // by its own status write, creates it), never a panic.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(ns.client.clone(), &ns.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let throttled = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("Throttled")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("throttled")
+        });
+        if throttled {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no Throttled Event for the resource");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let healthy = merged(&ubi.example, json!({"metadata": {"name": "healthy"}, "spec": {"name": "healthy"}}));
+    create(&ns.client, &ns.name, &healthy, false).await.unwrap();
+    wait_for(&ubi.api, "healthy", "converges beside it", ready).await;
+    assert!(!controller.is_finished(), "the controller is still running");
 }
