@@ -12,6 +12,7 @@ pub mod error;
 pub mod lanes;
 pub mod metrics;
 mod own_writes;
+mod plan;
 pub mod reconciler;
 pub mod status;
 pub mod teardown;

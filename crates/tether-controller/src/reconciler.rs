@@ -16,13 +16,14 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tether_platforms::Error as PlatformError;
 
-use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Readiness, Request};
+use crate::adapter::{Adapter, Deletion, ManagedResource, Observation, Request};
 use crate::connection::Dependency;
 pub use crate::context::{Config, Context};
 use crate::context::{Dependencies, dependents};
 use crate::error::{Error, Result};
 use crate::lanes::{Lane, Lanes};
-use crate::status::{self, Outcome, reasons};
+use crate::plan::{self, DeleteNext, Next, Pace, Start};
+use crate::status::{self, Outcome};
 use k8s_openapi::api::core::v1::Secret;
 use tether_api::connection::{ClusterConnection, Connection};
 
@@ -210,21 +211,7 @@ async fn report_failure<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, error: &
     if synced_before.as_deref() != Some(error.reason()) {
         ctx.event(cr, true, error.reason(), "Reconcile", error.to_string()).await;
     }
-    let previous_ready = cr
-        .managed_status()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::READY))
-        .map(|c| (c.status == tether_api::ConditionStatus::True, c.reason.clone(), c.message.clone()));
-    let ready = match previous_ready {
-        Some((true, _, message)) => (true, reasons::AVAILABLE, message),
-        _ => (false, error.reason(), error.to_string()),
-    };
-    let outcome = Outcome {
-        ready,
-        synced: Err((error.reason(), error.to_string())),
-        converging: false,
-        stalled: error.is_terminal().then(|| (error.reason(), error.to_string())),
-        applied: false,
-    };
+    let outcome = plan::failed(cr, error);
     if !matches!(error, Error::Kube(_))
         && let Err(write) = write_status::<A>(cr, ctx, &outcome, None, None).await
     {
@@ -268,23 +255,16 @@ enum Step<O> {
 type StepResult<A> = Result<Step<<<A as Adapter>::Resource as ManagedResource>::Observation>>;
 
 async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> StepResult<A> {
-    if cr.meta().deletion_timestamp.is_some() {
-        return ensure_absent::<A>(cr, ctx).await;
+    let pace = |pace: Pace| match pace {
+        Pace::Converge => Some(ctx.config.converge_interval),
+        Pace::Settled => Some(jitter(poll_interval(cr, &ctx.config))),
+    };
+    match plan::start(cr) {
+        Start::Delete(deletion) => return ensure_absent::<A>(cr, ctx, deletion).await,
+        Start::Paused(outcome) => return Ok(Step::Report(outcome, None, None, pace(Pace::Settled))),
+        Start::Refuse(why) => return Err(Error::InvalidSpec(why)),
+        Start::Observe => {}
     }
-    let converge = Some(ctx.config.converge_interval);
-    let settled = Some(jitter(poll_interval(cr, &ctx.config)));
-    if cr.annotations().get(PAUSED).is_some_and(|v| v == "true") {
-        // Not applied: an edit made while paused stays pending (Reconciling=True) until unpaused.
-        let outcome = Outcome {
-            ready: previous_ready(cr),
-            synced: Err((reasons::PAUSED, format!("annotation {PAUSED} is \"true\": no remote calls"))),
-            converging: false,
-            stalled: None,
-            applied: false,
-        };
-        return Ok(Step::Report(outcome, None, None, settled));
-    }
-    check_poll_interval(cr)?;
     let client = ctx.platform_client(cr).await?;
     if !cr.observe_only() {
         ensure_finalizer(cr, ctx).await?;
@@ -302,125 +282,63 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
     if let (Observation::Present { outputs, .. }, Some(secret)) = (&observed, cr.outputs_secret()) {
         write_outputs(cr, ctx, secret, outputs.clone()).await?;
     }
-    let (outcome, external_id, at_provider, action) = match observed {
-        Observation::Absent if cr.observe_only() => {
-            let message = "ObserveOnly: no remote object matches this resource".to_string();
-            (not_ready(reasons::NOT_FOUND, message, false, false), None, None, settled)
-        }
-        Observation::Absent if cr.adopt_id().is_some() => {
-            let id = cr.adopt_id().unwrap_or_default();
-            return Err(Error::InvalidSpec(format!(
-                "annotation {EXTERNAL_ID} names {id}, which the platform does not have; Tether adopts, it does not create"
-            )));
-        }
-        Observation::Absent => {
+    Ok(match plan::after_observe(&**cr, observed) {
+        Next::Create => {
             let id = A::create(&client, cr).await.map_err(Error::platform("create"));
             publish_outputs(cr, ctx).await?;
             let id = id?;
             tracing::info!(external_id = %id, "created the remote object");
             ctx.event(cr, false, "Created", "Create", format!("created {id} on {:?}", A::PLATFORM)).await;
-            (not_ready(reasons::CREATING, "creating the remote object".into(), true, true), Some(id), None, converge)
+            let (outcome, next) = plan::created();
+            Step::Report(outcome, Some(id), None, pace(next))
         }
-        Observation::Present { external_id, up_to_date: false, at_provider, .. } if !cr.observe_only() => {
+        Next::Update { external_id, at_provider } => {
             let updated = A::update(&client, cr, &external_id).await.map_err(Error::platform("update"));
             publish_outputs(cr, ctx).await?;
             updated?;
             tracing::info!(%external_id, "updated the remote object");
             ctx.event(cr, false, "Updated", "Update", format!("applied the spec to {external_id}")).await;
-            let outcome = not_ready(reasons::UPDATING, "applying the spec to the remote object".into(), true, true);
-            (outcome, Some(external_id), Some(at_provider), converge)
+            let (outcome, next) = plan::updated();
+            Step::Report(outcome, Some(external_id), Some(at_provider), pace(next))
         }
-        // Up to date (or ObserveOnly, which applies nothing): this generation is applied.
-        Observation::Present { external_id, ready, at_provider, .. } => match ready.not_ready() {
-            None => {
-                let outcome = Outcome {
-                    ready: (true, reasons::AVAILABLE, String::new()),
-                    synced: Ok(()),
-                    converging: false,
-                    stalled: None,
-                    applied: true,
-                };
-                (outcome, Some(external_id), Some(at_provider), settled)
-            }
-            // Failed on the platform: a human must look (Stalled), Tether checks again each drift period.
-            Some((reason, message)) if matches!(ready, Readiness::Failed(_)) => {
-                let outcome = Outcome {
-                    stalled: Some((reason, message.to_string())),
-                    ..not_ready(reason, message.to_string(), false, true)
-                };
-                (outcome, Some(external_id), Some(at_provider), settled)
-            }
-            Some((reason, message)) => {
-                let outcome = not_ready(reason, message.to_string(), true, true);
-                (outcome, Some(external_id), Some(at_provider), converge)
-            }
-        },
-    };
-    Ok(Step::Report(outcome, external_id, at_provider, action))
-}
-
-fn not_ready(reason: &'static str, message: String, converging: bool, applied: bool) -> Outcome {
-    Outcome { ready: (false, reason, message), synced: Ok(()), converging, stalled: None, applied }
-}
-
-fn previous_ready<K: ManagedResource>(cr: &K) -> (bool, &'static str, String) {
-    let ready = cr.managed_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == status::types::READY));
-    match ready {
-        Some(c) if c.status == tether_api::ConditionStatus::True => (true, reasons::AVAILABLE, c.message.clone()),
-        _ => (false, reasons::PAUSED, "paused before the remote object was ready".into()),
-    }
+        Next::Report { outcome, external_id, at_provider, pace: next } => {
+            Step::Report(outcome, external_id, at_provider, pace(next))
+        }
+        Next::Refuse(why) => return Err(Error::InvalidSpec(why)),
+    })
 }
 
 /// Deleting: per deletionPolicy, delete the remote object and wait until it is gone, then release the
 /// finalizer.
-async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>) -> StepResult<A> {
-    if !cr.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Step::Done(None));
-    }
-    if cr.annotations().get(PAUSED).is_some_and(|v| v == "true") && cr.deletes_remote() && !cr.observe_only() {
-        // Paused means no remote call, and releasing the finalizer without one would leak the remote
-        // object: the deletion waits until the annotation goes.
-        let outcome = Outcome {
-            ready: previous_ready(cr),
-            synced: Err((
-                reasons::PAUSED,
-                format!("deletion waits: annotation {PAUSED} is \"true\", so the remote object is not deleted yet"),
-            )),
-            converging: false,
-            stalled: None,
-            applied: false,
-        };
-        return Ok(Step::Report(outcome, None, None, None));
-    }
-    if cr.deletes_remote() && !cr.observe_only() {
-        let client = ctx.platform_client(cr).await.map_err(|e| match e {
-            Error::Connection(why) => Error::Connection(format!(
-                "{why}: the remote object cannot be deleted without it. Restore it, or let the remote object go \
-                 with deletionPolicy: Orphan (or by removing the finalizer {FINALIZER})"
-            )),
-            other => other,
-        })?;
-        let request = ctx.request(cr).await?;
-        let cr = &request;
-        let observed = match A::observe(&client, cr).await {
-            // The identity itself is refused (an id that is no id, e.g. a path in tether.dev/external-id):
-            // no remote object can have it, so there is nothing to delete, and a DELETE is never sent.
-            Err(PlatformError::Invalid(why)) => {
-                let note = format!("nothing deleted: the platform cannot hold an object under this identity ({why})");
-                ctx.event(cr, true, "NothingToDelete", "Delete", note).await;
-                Observation::Absent
+async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, deletion: plan::Deletion) -> StepResult<A> {
+    match deletion {
+        plan::Deletion::Done => return Ok(Step::Done(None)),
+        plan::Deletion::HoldPaused(outcome) => return Ok(Step::Report(outcome, None, None, None)),
+        plan::Deletion::Release => {}
+        plan::Deletion::DeleteRemote => {
+            let client = ctx.platform_client(cr).await.map_err(|e| match e {
+                Error::Connection(why) => Error::Connection(format!(
+                    "{why}: the remote object cannot be deleted without it. Restore it, or let the remote object \
+                     go with deletionPolicy: Orphan (or by removing the finalizer {FINALIZER})"
+                )),
+                other => other,
+            })?;
+            let request = ctx.request(cr).await?;
+            let cr = &request;
+            match plan::after_delete_observe(A::observe(&client, cr).await).map_err(Error::platform("observe"))? {
+                DeleteNext::Delete(external_id) => {
+                    let deletion = A::delete(&client, cr, &external_id).await.map_err(Error::platform("delete"))?;
+                    if deletion == Deletion::InProgress {
+                        let (outcome, next) = plan::deleting();
+                        debug_assert_eq!(next, Pace::Converge);
+                        return Ok(Step::Report(outcome, Some(external_id), None, Some(ctx.config.converge_interval)));
+                    }
+                    tracing::info!(%external_id, "deleted the remote object");
+                    ctx.event(cr, false, "Deleted", "Delete", format!("deleted {external_id}")).await;
+                }
+                DeleteNext::Release(Some(note)) => ctx.event(cr, true, "NothingToDelete", "Delete", note).await,
+                DeleteNext::Release(None) => {}
             }
-            other => other.map_err(Error::platform("observe"))?,
-        };
-        if let Observation::Present { external_id, .. } = observed {
-            let deletion = A::delete(&client, cr, &external_id).await.map_err(Error::platform("delete"))?;
-            if deletion == Deletion::InProgress {
-                let message = "waiting for the platform to delete the remote object".into();
-                let outcome = not_ready(reasons::DELETING, message, true, false);
-                return Ok(Step::Report(outcome, Some(external_id), None, Some(ctx.config.converge_interval)));
-            }
-            tracing::info!(%external_id, "deleted the remote object");
-            ctx.event(cr, false, "Deleted", "Delete", format!("deleted {external_id}")).await;
         }
     }
     let remaining: Vec<String> = cr.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
@@ -543,41 +461,7 @@ async fn write_status<A: Adapter>(
 
 /// The resource's drift-check period: its annotation when valid, else the configured one.
 fn poll_interval<K: ManagedResource>(cr: &K, config: &Config) -> Duration {
-    cr.annotations().get(POLL_INTERVAL).and_then(|v| parse_duration(v).ok()).unwrap_or(config.poll_interval)
-}
-
-/// The shortest and longest drift-check period an annotation may ask for.
-const POLL_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(7 * 24 * 3600));
-
-/// Refuses a malformed or out-of-range `tether.dev/poll-interval`, with the rule in the message.
-fn check_poll_interval<K: ManagedResource>(cr: &K) -> Result<()> {
-    match cr.annotations().get(POLL_INTERVAL) {
-        Some(value) => parse_duration(value).map(drop).map_err(|why| {
-            let shown: String = value.chars().take(40).collect();
-            Error::InvalidSpec(format!("annotation {POLL_INTERVAL}: {shown:?} {why}"))
-        }),
-        None => Ok(()),
-    }
-}
-
-/// `90s`, `5m`, `1h` (or plain seconds), from 1 s to 7 days; checked arithmetic, so no value can overflow.
-fn parse_duration(text: &str) -> std::result::Result<Duration, &'static str> {
-    const RULE: &str = "is not a duration such as 90s, 5m or 1h between 1s and 7 days";
-    let text = text.trim();
-    let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
-    let n: u64 = number.parse().map_err(|_| RULE)?;
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(RULE),
-    };
-    let seconds = n.checked_mul(scale).ok_or(RULE)?;
-    let period = Duration::from_secs(seconds);
-    if period < POLL_INTERVAL_RANGE.0 || period > POLL_INTERVAL_RANGE.1 {
-        return Err(RULE);
-    }
-    Ok(period)
+    cr.annotations().get(POLL_INTERVAL).and_then(|v| plan::parse_duration(v).ok()).unwrap_or(config.poll_interval)
 }
 
 /// ±10 %, so resources created together do not poll together.
@@ -588,6 +472,7 @@ fn jitter(period: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::parse_duration;
 
     #[test]
     fn poll_interval_annotations_parse() {
