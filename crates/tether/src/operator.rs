@@ -152,7 +152,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let lost = lost.shared();
     let until = futures::future::select(stop.clone(), lost.clone()).map(|_| ()).boxed().shared();
-    controllers(client, &namespaces, config, until).await;
+    // Once the Lease is lost, in-flight reconciles get one second, not their graceful end (a reconcile may
+    // run for minutes): a standby may already be acting, and two writers must not overlap.
+    let abandon = lost.clone().then(|()| tokio::time::sleep(LOST_LEASE_GRACE));
+    tokio::select! {
+        () = controllers(client, &namespaces, config, until) => {}
+        () = abandon => {}
+    }
     if lost.now_or_never().is_some() {
         anyhow::bail!("lost the Lease {}: stopping so that a single replica reconciles", args.leader_election_lease);
     }
@@ -161,6 +167,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
     Ok(())
 }
+
+/// How long in-flight reconciles may go on after the Lease is lost, before the process stops anyway.
+const LOST_LEASE_GRACE: Duration = Duration::from_secs(1);
 
 /// Every kind's controller and the Connections' status, for every watched namespace, until `stop`.
 async fn controllers(
