@@ -5,6 +5,13 @@
 //!
 //! Restart is the annotation `tether.dev/restart` (any new value, e.g. a timestamp, restarts once); disable,
 //! enable and scale-from-zero are `desiredState`.
+//!
+//! Ownership: two resources (in two namespaces) may name the same service of one tenant, so the entry
+//! records its owner in `meta.annotations`: `tether.dev/owner-uid` (the resource's uid) and
+//! `tether.dev/owner` (`namespace/name`). Every write is a [`Change::Owned`], which the writer checks
+//! against the manifest it re-reads just before the PUT: an entry another resource owns is never
+//! overwritten or removed, and observe reports Conflict for it. An unmarked entry is adopted and marked;
+//! the annotation `tether.dev/external-id` (the service name) takes an entry over whatever its mark.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +22,8 @@ use tether_api::{AppService, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::iguazio::{self as igz, Change, Client, ManifestWriter, WriterTiming};
 
-use super::spec_fields;
-use crate::adapter::{Adapter, Deletion, Observation, Readiness, Request};
+use super::{Owner, conflict, foreign, may_observe, spec_fields};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Readiness, Request};
 use crate::connection::Account;
 
 managed_resource!(AppService, AppServiceObservation);
@@ -49,6 +56,22 @@ fn desired(cr: &AppService) -> (Map<String, Value>, Option<Map<String, Value>>) 
     (fields, labels)
 }
 
+/// The owner the entry's annotations record, if any.
+fn owner_mark(remote: &igz::AppService) -> Option<Owner> {
+    let uid = remote.owner_uid()?.to_string();
+    Some(Owner { uid, reference: remote.owner().map(str::to_string) })
+}
+
+/// The owner `cr` records on its entry.
+fn owner(cr: &AppService) -> igz::Owner {
+    let Owner { uid, reference } = Owner::of(cr);
+    igz::Owner { uid, name: reference.unwrap_or_default(), take_over: cr.adopt_id().is_some() }
+}
+
+fn object(cr: &AppService) -> String {
+    format!("Iguazio app service {}", cr.spec.name)
+}
+
 /// What differs between the declaration and the remote entry, by field name.
 fn differences(cr: &AppService, remote: &igz::AppService) -> Vec<String> {
     let (fields, labels) = desired(cr);
@@ -71,12 +94,34 @@ fn differences(cr: &AppService, remote: &igz::AppService) -> Vec<String> {
     {
         differing.push(format!("restart ({RESTART}={token})"));
     }
+    let mine = owner(cr);
+    if remote.owner_uid() != Some(mine.uid.as_str()) || remote.owner() != Some(mine.name.as_str()) {
+        differing.push(format!("owner ({}={})", igz::OWNER_UID, mine.uid));
+    }
     differing
 }
 
+/// The entry as declared, written for this resource.
 fn upsert(cr: &AppService) -> Change {
     let (spec, labels) = desired(cr);
-    Change::Upsert { spec, labels, restart_token: cr.annotations().get(RESTART).cloned() }
+    let change = Change::Upsert { spec, labels, restart_token: cr.annotations().get(RESTART).cloned() };
+    Change::Owned { owner: owner(cr), change: Box::new(change) }
+}
+
+/// Writes the entry. A refusal (another resource's entry, met in the read just before the write: it was
+/// created between this resource's observe and now) is told as observe tells it.
+async fn write(writer: &ManifestWriter, cr: &AppService) -> Result<String, PlatformError> {
+    match writer.submit(&cr.spec.name, upsert(cr)).await {
+        Err(PlatformError::Conflict(why)) => {
+            let manifest = writer.read().await?;
+            let mark = manifest.service(&cr.spec.name).and_then(owner_mark);
+            match foreign(cr, mark.as_ref()) {
+                Some(other) => Err(conflict(cr, &object(cr), other, &cr.spec.name)),
+                None => Err(PlatformError::Conflict(why)),
+            }
+        }
+        answer => answer,
+    }
 }
 
 /// The state the declaration asks for, as the platform names it.
@@ -120,8 +165,16 @@ impl Adapter for Iguazio {
         writer: &ManifestWriter,
         cr: &Request<'_, AppService>,
     ) -> Result<Observation<AppServiceObservation>, PlatformError> {
+        if let Some(id) = cr.adopt_id().filter(|id| *id != cr.spec.name) {
+            let why =
+                format!("annotation {EXTERNAL_ID}: an app service is known by its name, {}, not {id}", cr.spec.name);
+            return Err(PlatformError::Invalid(why));
+        }
         let manifest = writer.read_within(cr.shared_read_age).await?;
         let Some(remote) = manifest.service(&cr.spec.name) else { return Ok(Observation::Absent) };
+        if !may_observe::<AppService>(cr, owner_mark(remote).as_ref(), &object(cr), &cr.spec.name)? {
+            return Ok(Observation::Absent);
+        }
         let status = remote.status.as_ref();
         let state = remote.state().unwrap_or("unknown");
         let target = target_state(cr);
@@ -166,7 +219,8 @@ impl Adapter for Iguazio {
     }
 
     async fn create(writer: &ManifestWriter, cr: &Request<'_, AppService>) -> Result<String, PlatformError> {
-        let job = writer.submit(&cr.spec.name, upsert(cr)).await?;
+        // Marked at creation: a write whose answer is lost is found again as ours.
+        let job = write(writer, cr).await?;
         tracing::debug!(%job, "manifest apply started");
         Ok(cr.spec.name.clone())
     }
@@ -176,7 +230,7 @@ impl Adapter for Iguazio {
         cr: &Request<'_, AppService>,
         _external_id: &str,
     ) -> Result<(), PlatformError> {
-        let job = writer.submit(&cr.spec.name, upsert(cr)).await?;
+        let job = write(writer, cr).await?;
         tracing::debug!(%job, "manifest apply started");
         Ok(())
     }
@@ -186,9 +240,17 @@ impl Adapter for Iguazio {
         cr: &Request<'_, AppService>,
         _external_id: &str,
     ) -> Result<Deletion, PlatformError> {
-        // The entry leaves the manifest with the PUT; the next observe sees it gone.
-        writer.submit(&cr.spec.name, Change::Remove).await?;
-        Ok(Deletion::InProgress)
+        // The entry leaves the manifest with the PUT; the next observe sees it gone. The writer leaves an
+        // entry another resource owns (or one already gone) alone and sends nothing for it: NotFound.
+        let remove = Change::Owned { owner: owner(cr), change: Box::new(Change::Remove) };
+        match writer.submit(&cr.spec.name, remove).await {
+            Ok(_) => Ok(Deletion::InProgress),
+            Err(PlatformError::NotFound(why)) => {
+                tracing::info!(%why, "nothing of this resource's to remove");
+                Ok(Deletion::Gone)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -200,7 +262,7 @@ mod tests {
         let mut spec = spec;
         spec["connectionRef"] = json!({"name": "igz"});
         serde_json::from_value(json!({"apiVersion": "tether.dev/v1alpha1", "kind": "AppService",
-            "metadata": {"name": "x", "namespace": "ns"}, "spec": spec}))
+            "metadata": {"name": "x", "namespace": "ns", "uid": "uid-x"}, "spec": spec}))
         .unwrap()
     }
 
@@ -228,11 +290,17 @@ mod tests {
         let mut remote_spec = fields.clone();
         remote_spec.insert("target_cpu".into(), json!(75));
         remote_spec.insert("desired_state".into(), json!("scaledToZero"));
-        let remote = igz::AppService {
+        let mut remote = igz::AppService {
             spec: remote_spec,
             meta: None,
             status: Some(json!({"state": "scaledToZero"}).as_object().cloned().unwrap()),
         };
+        assert_eq!(
+            differences(&cr, &remote),
+            ["owner (tether.dev/owner-uid=uid-x)"],
+            "an unmarked entry gets its mark"
+        );
+        remote.meta = Some(json!({"annotations": {"tether.dev/owner-uid": "uid-x", "tether.dev/owner": "ns/x"}}));
         assert!(differences(&cr, &remote).is_empty(), "{:?}", differences(&cr, &remote));
         let mut restarted = cr.clone();
         restarted.annotations_mut().insert(RESTART.into(), "2026-11-23T10:00:00Z".into());

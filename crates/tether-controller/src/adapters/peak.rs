@@ -1,13 +1,22 @@
 //! PeakWebapp ↔ Peak webapp. The natural key is the name (unique per tenant), so a lost create answer is
 //! found again by name. Create, redeploying updates and delete are asynchronous on the platform; nothing is
 //! PATCHed while it is CREATING, DEPLOYING or DELETING.
+//!
+//! Ownership: two resources (in two namespaces) may name the same webapp in one tenant. Peak has no
+//! writable labels or tags (`tags` is read-only, shared/platforms/peak.md §4), so the owner is marked the
+//! way CivisService marks its service: Tether appends `[tether:<uid> <namespace>/<name>]` to the
+//! description (a description-only PATCH does not redeploy). A webapp marked by another resource is
+//! refused with Conflict and never updated or deleted; an unmarked one is adopted and marked; the
+//! annotation `tether.dev/external-id` (the webapp's id) takes a webapp over whatever its mark.
 
+use kube::ResourceExt;
 use serde_json::Value;
 use tether_api::peak::PeakWebappObservation;
 use tether_api::{PeakWebapp, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::peak::{Client, ImageDetails, Resources, Webapp, WebappFields};
 
+use super::{Owner, conflict, foreign, may_observe};
 use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Readiness, Request, adopted};
 use crate::connection::Account;
 
@@ -16,14 +25,49 @@ managed_resource!(PeakWebapp, PeakWebappObservation);
 /// The PeakWebapp adapter.
 pub struct Peak;
 
+/// Where the owner mark starts in a description.
+const MARK: &str = "[tether:";
+
+/// `[tether:<uid> <namespace>/<name>]`: the owner mark Tether appends to the description.
+fn marker(cr: &PeakWebapp) -> String {
+    format!("{MARK}{} {}/{}]", cr.uid().unwrap_or_default(), cr.namespace().unwrap_or_default(), cr.name_any())
+}
+
+/// The description as Tether writes it: the declared one, then the owner mark.
+fn description(cr: &PeakWebapp) -> String {
+    match cr.spec.description.as_deref() {
+        Some(declared) if !declared.is_empty() => format!("{declared} {}", marker(cr)),
+        _ => marker(cr),
+    }
+}
+
+/// The owner the description's (last) mark names, if any.
+fn owner_mark(remote: &Webapp) -> Option<Owner> {
+    let text = remote.fields.get("description")?.as_str()?;
+    let inside = &text[text.rfind(MARK)? + MARK.len()..];
+    let mut words = inside[..inside.find(']')?].split_whitespace();
+    let uid = words.next()?.to_string();
+    let reference = words.next().filter(|r| r.contains('/')).map(str::to_string);
+    Some(Owner { uid, reference })
+}
+
+/// The refusal to touch `remote`, when another resource's mark is on it.
+fn refuse_foreign(cr: &PeakWebapp, remote: &Webapp) -> Result<(), PlatformError> {
+    match foreign(cr, owner_mark(remote).as_ref()) {
+        Some(owner) => Err(conflict(cr, &format!("Peak webapp {}", remote.name), owner, &remote.id)),
+        None => Ok(()),
+    }
+}
+
 /// The fields the spec manages, as a create body; unset optional fields are left to the platform (an
-/// unset image version means "the latest ready one", which is not drift).
+/// unset image version means "the latest ready one", which is not drift). The description always carries
+/// the owner mark.
 fn desired(cr: &PeakWebapp) -> WebappFields {
     let spec = &cr.spec;
     WebappFields {
         name: Some(spec.name.clone()),
         title: spec.title.clone(),
-        description: spec.description.clone(),
+        description: Some(description(cr)),
         image_details: Some(ImageDetails {
             image_id: spec.image_details.image_id,
             version_id: spec.image_details.version_id,
@@ -93,6 +137,10 @@ impl Adapter for Peak {
         cr: &Request<'_, PeakWebapp>,
     ) -> Result<Observation<PeakWebappObservation>, PlatformError> {
         let Some(remote) = find(client, cr).await? else { return Ok(Observation::Absent) };
+        let object = format!("Peak webapp {}", remote.name);
+        if !may_observe::<PeakWebapp>(cr, owner_mark(&remote).as_ref(), &object, &remote.id)? {
+            return Ok(Observation::Absent);
+        }
         let settled = !matches!(remote.status.as_str(), "CREATING" | "DEPLOYING" | "DELETING");
         let up_to_date = !settled || changes(cr, &remote) == WebappFields::default();
         let ready = match remote.status.as_str() {
@@ -117,10 +165,13 @@ impl Adapter for Peak {
     }
 
     async fn create(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<String, PlatformError> {
+        // Marked at creation: a create whose answer is lost is found again as ours.
         match client.create(&desired(cr)).await {
             Ok(id) => Ok(id),
+            // Our own lost attempt, or someone else, created it first: adopt it unless another resource's
+            // mark is on it; the next observe compares (and marks an unmarked one).
             Err(PlatformError::Conflict(message)) => match client.find_by_name(&cr.spec.name).await? {
-                Some(existing) => Ok(existing.id),
+                Some(existing) => refuse_foreign(cr, &existing).map(|()| existing.id),
                 None => Err(PlatformError::Conflict(message)),
             },
             Err(e) => Err(e),
@@ -129,6 +180,7 @@ impl Adapter for Peak {
 
     async fn update(client: &Client, cr: &Request<'_, PeakWebapp>, external_id: &str) -> Result<(), PlatformError> {
         let remote = client.describe(external_id).await?;
+        refuse_foreign(cr, &remote)?;
         let patch = changes(cr, &remote);
         if patch != WebappFields::default() {
             client.update(external_id, &patch).await?;
@@ -138,11 +190,16 @@ impl Adapter for Peak {
 
     async fn delete(
         client: &Client,
-        _cr: &Request<'_, PeakWebapp>,
+        cr: &Request<'_, PeakWebapp>,
         external_id: &str,
     ) -> Result<Deletion, PlatformError> {
         match client.describe(external_id).await {
             Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
+            // Another resource's webapp: deleting this resource deletes nothing of it.
+            Ok(webapp) if foreign::<PeakWebapp>(cr, owner_mark(&webapp).as_ref()).is_some() => {
+                tracing::info!(%external_id, "the webapp belongs to another resource: not deleted");
+                return Ok(Deletion::Gone);
+            }
             Ok(webapp) if webapp.status == "DELETING" => return Ok(Deletion::InProgress),
             Ok(_) => {}
             Err(e) => return Err(e),
@@ -152,5 +209,48 @@ impl Adapter for Peak {
             Err(PlatformError::NotFound(_)) => Ok(Deletion::Gone),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resource(description: Option<&str>) -> PeakWebapp {
+        serde_json::from_value(json!({"apiVersion": "tether.dev/v1alpha1", "kind": "PeakWebapp",
+            "metadata": {"name": "explorer", "namespace": "team-a", "uid": "uid-a"},
+            "spec": {"connectionRef": {"name": "peak"}, "name": "explorer", "description": description,
+                     "imageDetails": {"imageId": 100}}}))
+        .unwrap()
+    }
+
+    fn webapp(description: &str) -> Webapp {
+        serde_json::from_value(json!({"id": "w-1", "name": "explorer", "status": "AVAILABLE",
+            "description": description, "imageDetails": {"imageId": 100, "versionId": 100}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_description_carries_the_owner_mark() {
+        let cr = resource(Some("Forecasts [draft]"));
+        assert_eq!(description(&cr), "Forecasts [draft] [tether:uid-a team-a/explorer]");
+        assert_eq!(description(&resource(None)), "[tether:uid-a team-a/explorer]");
+        let ours = webapp(&description(&cr));
+        assert_eq!(owner_mark(&ours), Some(Owner { uid: "uid-a".into(), reference: Some("team-a/explorer".into()) }));
+        assert_eq!(changes(&cr, &ours), WebappFields::default());
+        // An unmarked webapp is not up to date: the next update marks it, by a description-only PATCH.
+        let unmarked = changes(&cr, &webapp("Forecasts [draft]"));
+        assert_eq!(unmarked, WebappFields { description: Some(description(&cr)), ..Default::default() });
+        assert_eq!(owner_mark(&webapp("Forecasts [draft]")), None);
+    }
+
+    #[test]
+    fn another_resources_webapp_is_refused_naming_it() {
+        let theirs = webapp("x [tether:uid-b team-b/explorer]");
+        let Err(PlatformError::Conflict(why)) = refuse_foreign(&resource(None), &theirs) else { panic!("not refused") };
+        assert!(why.starts_with("Peak webapp explorer is managed by PeakWebapp team-b/explorer (uid uid-b)"), "{why}");
+        let only_uid = webapp("[tether:uid-b]");
+        assert_eq!(owner_mark(&only_uid), Some(Owner { uid: "uid-b".into(), reference: None }));
     }
 }

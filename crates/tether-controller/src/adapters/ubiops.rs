@@ -1,15 +1,23 @@
 //! UbiService ↔ UbiOps service. The natural key is (project, name): names are unique per project, so a
 //! lost create answer is found again by name and nothing is created twice. Updates are partial PATCHes of
 //! the fields that differ; delete is synchronous.
+//!
+//! Ownership: two resources (in two namespaces) may name the same (project, name) on one account, so the
+//! service carries its owner in its labels: `tether-owner-uid` (the resource's uid) and, for the conflict
+//! message, `tether-owner-namespace` and `tether-owner-name` (each only when it fits a 63-character label
+//! value). A service marked by another resource is refused with Conflict and never updated or deleted; an
+//! unmarked one is adopted and marked; the annotation `tether.dev/external-id` (the service's id) takes a
+//! service over whatever its mark.
 
+use kube::ResourceExt;
 use serde_json::{Map, Value};
 use tether_api::ubiops::UbiServiceObservation;
 use tether_api::{Platform, UbiService};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::ubiops::{Client, Service, ServiceFields};
 
-use super::spec_fields;
-use crate::adapter::{Adapter, Deletion, Observation, Readiness, Request};
+use super::{Owner, conflict, foreign, may_observe, spec_fields};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Readiness, Request, adopted};
 use crate::connection::Account;
 
 managed_resource!(UbiService, UbiServiceObservation);
@@ -17,21 +25,62 @@ managed_resource!(UbiService, UbiServiceObservation);
 /// The UbiService adapter.
 pub struct UbiOps;
 
+/// Label: the uid of the resource the service belongs to.
+pub const OWNER_UID: &str = "tether-owner-uid";
+/// Label: the namespace of that resource.
+pub const OWNER_NAMESPACE: &str = "tether-owner-namespace";
+/// Label: the name of that resource.
+pub const OWNER_NAME: &str = "tether-owner-name";
+
+/// UbiOps does not document its label limits (shared/platforms/ubiops.md §8): values are kept to the
+/// length of a Kubernetes label value.
+const LABEL_VALUE_MAX: usize = 63;
+
+/// The owner labels of `cr`'s service.
+fn owner_labels(cr: &UbiService) -> Map<String, Value> {
+    let mut labels = Map::new();
+    labels.insert(OWNER_UID.into(), Value::from(cr.uid().unwrap_or_default()));
+    for (key, value) in [(OWNER_NAMESPACE, cr.namespace().unwrap_or_default()), (OWNER_NAME, cr.name_any())] {
+        if !value.is_empty() && value.len() <= LABEL_VALUE_MAX {
+            labels.insert(key.into(), Value::from(value));
+        }
+    }
+    labels
+}
+
+/// The owner a service's labels name, if any.
+fn owner_mark(remote: &Service) -> Option<Owner> {
+    let labels = remote.fields.get("labels")?.as_object()?;
+    let label = |key: &str| labels.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let uid = label(OWNER_UID)?.to_string();
+    let reference = label(OWNER_NAMESPACE).zip(label(OWNER_NAME)).map(|(ns, name)| format!("{ns}/{name}"));
+    Some(Owner { uid, reference })
+}
+
 /// The platform fields the spec sets. `version` is always managed: unset means "follow the deployment's
-/// default version", which is an explicit null on the platform.
-fn desired(cr: &UbiService) -> Map<String, Value> {
+/// default version", which is an explicit null on the platform. `labels` are always managed too, as they
+/// carry the owner mark: the declared labels, or when none are declared the service's own, plus the mark.
+fn desired(cr: &UbiService, remote: Option<&Service>) -> Map<String, Value> {
     let mut fields = spec_fields(&cr.spec, &["project"], &["labels"]);
     fields.entry("version").or_insert(Value::Null);
+    let mut labels = match fields.remove("labels") {
+        Some(Value::Object(declared)) => declared,
+        _ => remote.and_then(|r| r.fields.get("labels")?.as_object().cloned()).unwrap_or_default(),
+    };
+    labels.retain(|k, _| ![OWNER_UID, OWNER_NAMESPACE, OWNER_NAME].contains(&k.as_str()));
+    labels.extend(owner_labels(cr));
+    fields.insert("labels".into(), Value::Object(labels));
     fields
 }
 
 /// The desired fields whose remote value differs.
 fn differences(cr: &UbiService, remote: &Service) -> Map<String, Value> {
+    let want = desired(cr, Some(remote));
     let remote = match serde_json::to_value(remote) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };
-    desired(cr).into_iter().filter(|(k, v)| remote.get(k).unwrap_or(&Value::Null) != v).collect()
+    want.into_iter().filter(|(k, v)| remote.get(k).unwrap_or(&Value::Null) != v).collect()
 }
 
 fn fields_of(map: Map<String, Value>) -> ServiceFields {
@@ -43,6 +92,48 @@ fn fields_of(map: Map<String, Value>) -> ServiceFields {
         version: other.remove("version").map(|v| v.as_str().map(str::to_string)),
         port: other.remove("port").and_then(|v| v.as_i64()),
         other,
+    }
+}
+
+/// `project/name`: the external id of a service the platform answers without an id.
+fn key(spec: &tether_api::UbiServiceSpec) -> String {
+    format!("{}/{}", spec.project, spec.name)
+}
+
+fn external_id(spec: &tether_api::UbiServiceSpec, remote: &Service) -> String {
+    remote.id.clone().unwrap_or_else(|| key(spec))
+}
+
+/// How the service is named in messages.
+fn object(spec: &tether_api::UbiServiceSpec) -> String {
+    format!("UbiOps service {}", key(spec))
+}
+
+/// The refusal to touch `remote`, when another resource's mark is on it.
+fn refuse_foreign(cr: &UbiService, remote: &Service) -> Result<(), PlatformError> {
+    match foreign(cr, owner_mark(remote).as_ref()) {
+        Some(owner) => Err(conflict(cr, &object(&cr.spec), owner, &external_id(&cr.spec, remote))),
+        None => Ok(()),
+    }
+}
+
+/// The service this resource is bound to: the one named (project, name), or with the annotation
+/// `tether.dev/external-id`, the service of that id (its name must be the spec's: names are how UbiOps
+/// addresses services, and the spec's name is immutable).
+async fn find(client: &Client, cr: &UbiService) -> Result<Option<Service>, PlatformError> {
+    let spec = &cr.spec;
+    let named = adopted(client.services_get(&spec.project, &spec.name).await)?;
+    let Some(id) = cr.adopt_id() else { return Ok(named) };
+    if named.as_ref().is_some_and(|s| s.id.as_deref() == Some(id) || id == key(spec)) {
+        return Ok(named);
+    }
+    let services = client.services_list(&spec.project, None, None).await?;
+    match services.into_iter().find(|s| s.id.as_deref() == Some(id)) {
+        Some(other) => Err(PlatformError::Invalid(format!(
+            "annotation {EXTERNAL_ID}: UbiOps service {id} is named {}, not {}",
+            other.name, spec.name
+        ))),
+        None => Ok(None),
     }
 }
 
@@ -100,11 +191,11 @@ impl Adapter for UbiOps {
         cr: &Request<'_, UbiService>,
     ) -> Result<Observation<UbiServiceObservation>, PlatformError> {
         let spec = &cr.spec;
-        let remote = match client.services_get(&spec.project, &spec.name).await {
-            Ok(remote) => remote,
-            Err(PlatformError::NotFound(_)) => return Ok(Observation::Absent),
-            Err(e) => return Err(e),
-        };
+        let Some(remote) = find(client, cr).await? else { return Ok(Observation::Absent) };
+        let external_id = external_id(spec, &remote);
+        if !may_observe::<UbiService>(cr, owner_mark(&remote).as_ref(), &object(spec), &external_id)? {
+            return Ok(Observation::Absent);
+        }
         let status = client.services_status(&spec.project, &spec.name).await?;
         let up_to_date = differences(cr, &remote).is_empty();
         let ready = if status.ready { Readiness::Ready } else { not_ready(client, spec, &remote).await? };
@@ -116,24 +207,30 @@ impl Adapter for UbiOps {
             time_created: remote.time_created.clone(),
             time_updated: remote.time_updated.clone(),
         };
-        let external_id = remote.id.clone().unwrap_or_else(|| format!("{}/{}", spec.project, spec.name));
         let outputs = remote.endpoint.iter().map(|url| ("endpoint".to_string(), url.clone())).collect();
         Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
     }
 
     async fn create(client: &Client, cr: &Request<'_, UbiService>) -> Result<String, PlatformError> {
         let spec = &cr.spec;
-        let created = match client.services_create(&spec.project, &fields_of(desired(cr))).await {
+        // Marked at creation: a create whose answer is lost is found again as ours.
+        let created = match client.services_create(&spec.project, &fields_of(desired(cr, None))).await {
             Ok(created) => created,
-            // Someone (or our own lost attempt) created it first: adopt it, the next observe compares.
-            Err(PlatformError::Conflict(_)) => client.services_get(&spec.project, &spec.name).await?,
+            // Our own lost attempt, or someone else, created it first: adopt it unless another resource's
+            // mark is on it; the next observe compares (and marks an unmarked one).
+            Err(PlatformError::Conflict(_)) => {
+                let existing = client.services_get(&spec.project, &spec.name).await?;
+                refuse_foreign(cr, &existing)?;
+                existing
+            }
             Err(e) => return Err(e),
         };
-        Ok(created.id.unwrap_or_else(|| format!("{}/{}", spec.project, spec.name)))
+        Ok(external_id(spec, &created))
     }
 
     async fn update(client: &Client, cr: &Request<'_, UbiService>, _external_id: &str) -> Result<(), PlatformError> {
         let remote = client.services_get(&cr.spec.project, &cr.spec.name).await?;
+        refuse_foreign(cr, &remote)?;
         let changes = differences(cr, &remote);
         if !changes.is_empty() {
             client.services_update(&cr.spec.project, &cr.spec.name, &fields_of(changes)).await?;
@@ -146,9 +243,90 @@ impl Adapter for UbiOps {
         cr: &Request<'_, UbiService>,
         _external_id: &str,
     ) -> Result<Deletion, PlatformError> {
+        let remote = match client.services_get(&cr.spec.project, &cr.spec.name).await {
+            Ok(remote) => remote,
+            Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
+            Err(e) => return Err(e),
+        };
+        if let Some(owner) = foreign::<UbiService>(cr, owner_mark(&remote).as_ref()) {
+            // Another resource's service: deleting this resource deletes nothing of it.
+            tracing::info!(owner = %owner.uid, "the service belongs to another resource: not deleted");
+            return Ok(Deletion::Gone);
+        }
         match client.services_delete(&cr.spec.project, &cr.spec.name).await {
             Ok(()) | Err(PlatformError::NotFound(_)) => Ok(Deletion::Gone),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resource(spec: Value) -> UbiService {
+        let mut spec = spec;
+        spec["connectionRef"] = json!({"name": "ubiops"});
+        serde_json::from_value(json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService",
+            "metadata": {"name": "scoring", "namespace": "team-a", "uid": "uid-a"}, "spec": spec}))
+        .unwrap()
+    }
+
+    fn service(labels: Value) -> Service {
+        serde_json::from_value(json!({"id": "s-1", "name": "scoring", "deployment": "dep-1", "version": null,
+            "port": 8080, "labels": labels}))
+        .unwrap()
+    }
+
+    const MARK: [(&str, &str); 3] =
+        [("tether-owner-uid", "uid-a"), ("tether-owner-namespace", "team-a"), ("tether-owner-name", "scoring")];
+
+    fn marked(labels: Value) -> Value {
+        let mut labels = labels;
+        for (k, v) in MARK {
+            labels[k] = Value::from(v);
+        }
+        labels
+    }
+
+    #[test]
+    fn the_labels_carry_the_owner_mark() {
+        let spec = json!({"project": "proj", "name": "scoring", "deployment": "dep-1", "port": 8080});
+        let declared = resource(json!({"labels": {"team": "risk"}, "project": "proj", "name": "scoring",
+            "deployment": "dep-1", "port": 8080}));
+        assert_eq!(desired(&declared, None)["labels"], marked(json!({"team": "risk"})));
+        // Undeclared labels keep the service's own; a stale mark is replaced.
+        let undeclared = resource(spec);
+        let remote = service(json!({"env": "prod", "tether-owner-uid": "old", "tether-owner-name": "old"}));
+        assert_eq!(desired(&undeclared, Some(&remote))["labels"], marked(json!({"env": "prod"})));
+        assert_eq!(differences(&undeclared, &service(marked(json!({})))), Map::new());
+        // An unmarked service is not up to date: the next update marks it.
+        let unmarked = differences(&undeclared, &service(json!({})));
+        assert_eq!(unmarked.keys().collect::<Vec<_>>(), ["labels"]);
+    }
+
+    #[test]
+    fn the_mark_names_the_owner() {
+        let theirs = service(json!({"tether-owner-uid": "uid-b", "tether-owner-namespace": "team-b",
+            "tether-owner-name": "scoring"}));
+        let owner = owner_mark(&theirs).unwrap();
+        assert_eq!((owner.uid.as_str(), owner.reference.as_deref()), ("uid-b", Some("team-b/scoring")));
+        assert_eq!(owner_mark(&service(json!({"team": "risk"}))), None);
+        let cr = resource(json!({"project": "proj", "name": "scoring", "deployment": "dep-1", "port": 8080}));
+        let Err(PlatformError::Conflict(why)) = refuse_foreign(&cr, &theirs) else { panic!("not refused") };
+        assert!(why.starts_with("UbiOps service proj/scoring is managed by UbiService team-b/scoring (uid uid-b)"));
+        assert!(why.contains("tether.dev/external-id: s-1"), "{why}");
+        assert!(refuse_foreign(&cr, &service(marked(json!({})))).is_ok());
+        // The same namespace and name, another uid: what a resource deleted with Orphan leaves behind.
+        let mut labels = marked(json!({}));
+        labels["tether-owner-uid"] = json!("uid-0");
+        let earlier = service(labels);
+        let Err(PlatformError::Conflict(why)) = refuse_foreign(&cr, &earlier) else { panic!("not refused") };
+        assert!(why.contains("UbiService team-a/scoring (uid uid-0), an earlier resource of the same name"), "{why}");
+        assert!(why.contains("not by this one (uid uid-a); adopt it with the annotation"), "{why}");
+        let mut adopting = cr.clone();
+        adopting.annotations_mut().insert(EXTERNAL_ID.into(), "s-1".into());
+        assert!(refuse_foreign(&adopting, &theirs).is_ok(), "adoption by annotation takes it over");
     }
 }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, Secret, segment};
 
 mod writer;
-pub use writer::{Change, ManifestWriter, RESTART_TOKEN, WriterTiming};
+pub use writer::{Change, ManifestWriter, OWNER, OWNER_UID, Owner, RESTART_TOKEN, WriterTiming};
 
 /// The tenant's app-services manifest: every attribute as the platform sent it (a write sends them all
 /// back, so nothing may be dropped), with the services as a typed list.
@@ -49,6 +49,20 @@ impl AppService {
     /// The restart request last acted on (`meta.annotations["tether.dev/restart"]`).
     pub fn restart_token(&self) -> Option<&str> {
         self.meta.as_ref()?.get("annotations")?.get(RESTART_TOKEN)?.as_str()
+    }
+
+    /// The uid of the owner the entry belongs to (`meta.annotations["tether.dev/owner-uid"]`).
+    pub fn owner_uid(&self) -> Option<&str> {
+        self.annotation(OWNER_UID)
+    }
+
+    /// The name of that owner (`meta.annotations["tether.dev/owner"]`).
+    pub fn owner(&self) -> Option<&str> {
+        self.annotation(OWNER)
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.meta.as_ref()?.get("annotations")?.get(key)?.as_str().filter(|v| !v.is_empty())
     }
 
     /// `meta.labels`.

@@ -19,6 +19,21 @@ use crate::error::{Error, Result};
 
 /// The `meta.annotations` key recording the restart request last acted on, so each request restarts once.
 pub const RESTART_TOKEN: &str = "tether.dev/restart";
+/// The `meta.annotations` key recording the uid of the owner an entry belongs to ([`Change::Owned`]).
+pub const OWNER_UID: &str = "tether.dev/owner-uid";
+/// The `meta.annotations` key recording a name for that owner, to tell a human who it is.
+pub const OWNER: &str = "tether.dev/owner";
+
+/// Who an entry belongs to: two owners naming the same service must not take turns overwriting it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// A unique id of the owner (Tether: the resource's uid), recorded under [`OWNER_UID`].
+    pub uid: String,
+    /// A name for it (Tether: `namespace/name`), recorded under [`OWNER`].
+    pub name: String,
+    /// Take the entry over whatever owner it records (an adoption a human asked for).
+    pub take_over: bool,
+}
 
 /// What to do to one app service.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +49,30 @@ pub enum Change {
     },
     /// Remove the service from the manifest (the platform tears it down).
     Remove,
+    /// `change` (an upsert or a remove) on behalf of `owner`, checked against the owner the entry records
+    /// in the manifest read just before the write. An entry that records no owner, or this one, is
+    /// changed, and an upsert records `owner` on it. An entry that records another owner is left as it is
+    /// (unless `owner.take_over`): the upsert is refused with `Conflict`, the remove answers `NotFound`
+    /// (there is nothing of this owner's to remove), as does the remove of an entry that is not there.
+    Owned {
+        /// Whose change it is.
+        owner: Owner,
+        /// The change itself.
+        change: Box<Change>,
+    },
+}
+
+impl Change {
+    /// The change itself and, for an owned change, its owner.
+    fn parts(&self) -> (Option<&Owner>, &Change) {
+        match self {
+            Change::Owned { owner, change } => {
+                let (_, inner) = change.parts();
+                (Some(owner), inner)
+            }
+            other => (None, other),
+        }
+    }
 }
 
 struct Pending {
@@ -113,11 +152,18 @@ impl ManifestWriter {
 
     /// Queues `change` for the service `name` and returns once a PUT carrying it was accepted, with that
     /// PUT's job id. A later change to the same name before the write replaces this one (both callers get
-    /// the same answer: the newest wins, as it would have one write later).
+    /// the same answer: the newest wins, as it would have one write later), unless both are
+    /// [`Change::Owned`] by different owners: then the later one is refused with `Conflict`. An owned
+    /// change the manifest refuses gets its own answer (see [`Change::Owned`]), and a write in which every
+    /// change is refused sends nothing.
     pub async fn submit(&self, name: &str, change: Change) -> Result<String> {
         let (tx, mut rx) = oneshot::channel();
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            // Two owners creating the same service at once: the first one queued wins.
+            if let Some(why) = pending.get(name).and_then(|queued| contested(name, &queued.change, &change)) {
+                return Err(Error::Conflict(why));
+            }
             let entry =
                 pending.entry(name.to_string()).or_insert_with(|| Pending { change: change.clone(), waiters: vec![] });
             entry.change = change;
@@ -139,12 +185,18 @@ impl ManifestWriter {
             return;
         }
         let mut attempts = 0;
+        let mut refused = BTreeMap::new();
         let answer = loop {
             let manifest = match result {
                 Ok(manifest) => manifest,
                 Err(e) => break Err(e),
             };
-            let next = apply(manifest, &batch);
+            let next;
+            (next, refused) = apply(manifest, &batch);
+            if refused.len() == batch.len() {
+                // Every change was refused: nothing to write.
+                break Ok(String::new());
+            }
             match self.client.put_manifest(&next).await {
                 Ok(job) => break Ok(job.id),
                 Err(Error::Conflict(why)) if attempts + 1 < CONFLICT_ATTEMPTS => {
@@ -157,7 +209,8 @@ impl ManifestWriter {
         };
         // Whatever the answer, the manifest may have changed: no reader may share a read from before.
         *self.last_read.lock().await = None;
-        for pending in batch.into_values() {
+        for (name, pending) in batch {
+            let answer = refused.remove(&name).map_or_else(|| answer.clone(), Err);
             for waiter in pending.waiters {
                 let _ = waiter.send(answer.clone());
             }
@@ -177,17 +230,50 @@ impl ManifestWriter {
     }
 }
 
-/// The manifest with the batch applied: only the named entries change; every other entry goes back as
-/// read, with both mark flags false so it is not redeployed.
-fn apply(mut manifest: Manifest, batch: &BTreeMap<String, Pending>) -> Manifest {
+/// Why `next` may not replace `queued`, the change of another owner waiting for the same write.
+fn contested(name: &str, queued: &Change, next: &Change) -> Option<String> {
+    let (Some(queued), Some(next)) = (queued.parts().0, next.parts().0) else { return None };
+    (queued.uid != next.uid && !next.take_over)
+        .then(|| format!("app service {name} is being written for {} (uid {})", queued.name, queued.uid))
+}
+
+/// Why an owned change of the entry `name` is refused, if it is: the entry records another owner, or (for
+/// a remove) is not there.
+fn refusal(manifest: &Manifest, name: &str, change: &Change) -> Option<Error> {
+    let (Some(owner), change) = change.parts() else { return None };
+    let Some(entry) = manifest.service(name) else {
+        let absent = Error::NotFound(format!("app service {name} is not in the manifest"));
+        return matches!(change, Change::Remove).then_some(absent);
+    };
+    let recorded = entry.owner_uid().filter(|uid| *uid != owner.uid && !owner.take_over)?;
+    let who = entry.owner().map_or_else(|| format!("uid {recorded}"), |name| format!("{name} (uid {recorded})"));
+    Some(match change {
+        Change::Remove => Error::NotFound(format!("app service {name} belongs to {who}: not removed")),
+        _ => Error::Conflict(format!("app service {name} belongs to {who}")),
+    })
+}
+
+/// The manifest with the batch applied, and the owned changes refused (by service name, with the answer
+/// for their callers): only the named entries change; every other entry goes back as read, with both mark
+/// flags false so it is not redeployed.
+fn apply(mut manifest: Manifest, batch: &BTreeMap<String, Pending>) -> (Manifest, BTreeMap<String, Error>) {
+    let refused: BTreeMap<String, Error> = batch
+        .iter()
+        .filter_map(|(name, pending)| Some((name.clone(), refusal(&manifest, name, &pending.change)?)))
+        .collect();
+    let changes: BTreeMap<&str, (Option<&Owner>, &Change)> = batch
+        .iter()
+        .filter(|(name, _)| !refused.contains_key(*name))
+        .map(|(name, pending)| (name.as_str(), pending.change.parts()))
+        .collect();
     let mut scales_from_zero = false;
     for service in &mut manifest.app_services {
         service.spec.insert("mark_as_changed".into(), Value::Bool(false));
         service.spec.insert("mark_for_restart".into(), Value::Bool(false));
     }
-    manifest.app_services.retain(|s| !matches!(batch.get(s.name()).map(|p| &p.change), Some(Change::Remove)));
-    for (name, pending) in batch {
-        let Change::Upsert { spec, labels, restart_token } = &pending.change else { continue };
+    manifest.app_services.retain(|s| !matches!(changes.get(s.name()), Some((_, Change::Remove))));
+    for (&name, &(owner, change)) in &changes {
+        let Change::Upsert { spec, labels, restart_token } = change else { continue };
         let index = manifest.app_services.iter().position(|s| s.name() == name);
         let existed = index.is_some();
         let index = index.unwrap_or_else(|| {
@@ -210,10 +296,17 @@ fn apply(mut manifest: Manifest, batch: &BTreeMap<String, Pending>) -> Manifest 
             if let Some(labels) = labels {
                 meta.insert("labels".into(), Value::Object(labels.clone()));
             }
+            let mut notes: Vec<(&str, &str)> = Vec::new();
             if let Some(token) = restart_token {
+                notes.push((RESTART_TOKEN, token.as_str()));
+            }
+            if let Some(owner) = owner {
+                notes.extend([(OWNER_UID, owner.uid.as_str()), (OWNER, owner.name.as_str())]);
+            }
+            if !notes.is_empty() {
                 let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(annotations) = annotations {
-                    annotations.insert(RESTART_TOKEN.into(), Value::from(token.as_str()));
+                    annotations.extend(notes.into_iter().map(|(k, v)| (k.to_string(), Value::from(v))));
                 }
             }
         }
@@ -225,7 +318,7 @@ fn apply(mut manifest: Manifest, batch: &BTreeMap<String, Pending>) -> Manifest 
     manifest.attributes.insert("force_apply_all_mode".into(), Value::from("disabled"));
     // The platform answers nulls the vendor SDK never sends back (it serialises without None).
     manifest.attributes.retain(|_, v| !v.is_null());
-    manifest
+    (manifest, refused)
 }
 
 fn clone_entry((k, v): (&String, &Value)) -> (String, Value) {
@@ -263,7 +356,8 @@ mod tests {
         batch.insert("a".into(), upsert(json!({"name": "a", "kind": "jupyter", "jupyter": {"image_name": "y"}}), None));
         batch.insert("c".into(), Pending { change: Change::Remove, waiters: vec![] });
         batch.insert("d".into(), upsert(json!({"name": "d", "kind": "shell"}), Some("t0")));
-        let next = apply(current, &batch);
+        let (next, refused) = apply(current, &batch);
+        assert!(refused.is_empty());
         let specs: Vec<Value> = next.app_services.iter().map(|s| Value::Object(s.spec.clone())).collect();
         assert_eq!(
             specs,
@@ -283,11 +377,11 @@ mod tests {
         let current = manifest(json!([{"spec": {"name": "a", "kind": "shell"}, "status": {"state": "ready"}}]));
         let mut batch = BTreeMap::new();
         batch.insert("a".into(), upsert(json!({"name": "a", "kind": "shell"}), Some("t1")));
-        let next = apply(current, &batch);
+        let (next, _) = apply(current, &batch);
         assert_eq!(next.app_services[0].spec["mark_as_changed"], false);
         assert_eq!(next.app_services[0].spec["mark_for_restart"], true);
         assert_eq!(next.app_services[0].restart_token(), Some("t1"));
-        let again = apply(next, &batch);
+        let (again, _) = apply(next, &batch);
         assert_eq!(again.app_services[0].spec["mark_for_restart"], false, "the same token restarts once");
     }
 
@@ -297,8 +391,84 @@ mod tests {
                                         "status": {"state": "scaledToZero"}}]));
         let mut batch = BTreeMap::new();
         batch.insert("a".into(), upsert(json!({"name": "a", "kind": "shell", "desired_state": "ready"}), None));
-        let next = apply(current, &batch);
+        let (next, _) = apply(current, &batch);
         assert_eq!(next.attributes["apply_services_mode"], "serviceOwnerEdit");
         assert_eq!(next.app_services[0].spec["mark_as_changed"], true);
+    }
+
+    fn owned(uid: &str, take_over: bool, change: Change) -> Pending {
+        let owner = Owner { uid: uid.into(), name: format!("ns-{uid}/svc"), take_over };
+        Pending { change: Change::Owned { owner, change: Box::new(change) }, waiters: vec![] }
+    }
+
+    fn shell(name: &str, description: &str) -> Change {
+        let spec = json!({"name": name, "kind": "shell", "description": description}).as_object().cloned().unwrap();
+        Change::Upsert { spec, labels: None, restart_token: None }
+    }
+
+    #[test]
+    fn an_owned_upsert_marks_its_entry_and_leaves_another_owners_alone() {
+        let current = manifest(json!([
+            {"spec": {"name": "legacy", "kind": "shell"}, "meta": {"labels": {}}, "status": {"state": "ready"}},
+            {"spec": {"name": "theirs", "kind": "shell", "description": "a"},
+             "meta": {"annotations": {"tether.dev/owner-uid": "uid-a", "tether.dev/owner": "team-a/svc"}}, "status": {"state": "ready"}},
+        ]));
+        let mut batch = BTreeMap::new();
+        batch.insert("new".into(), owned("uid-b", false, shell("new", "b")));
+        batch.insert("legacy".into(), owned("uid-b", false, shell("legacy", "")));
+        batch.insert("theirs".into(), owned("uid-b", false, shell("theirs", "b")));
+        let (next, refused) = apply(current.clone(), &batch);
+        assert_eq!(refused.keys().collect::<Vec<_>>(), ["theirs"]);
+        assert!(
+            matches!(&refused["theirs"], Error::Conflict(m) if m.contains("team-a/svc (uid uid-a)")),
+            "{refused:?}"
+        );
+        for name in ["new", "legacy"] {
+            let entry = next.service(name).unwrap();
+            assert_eq!((entry.owner_uid(), entry.owner()), (Some("uid-b"), Some("ns-uid-b/svc")), "{name}");
+        }
+        assert_eq!(next.service("legacy").unwrap().spec["mark_as_changed"], true, "the description changed");
+        let theirs = next.service("theirs").unwrap();
+        assert_eq!((theirs.owner_uid(), &theirs.spec["description"]), (Some("uid-a"), &json!("a")));
+
+        // Taking over (an adoption asked for) re-marks it; the owner's own change goes through.
+        let mut batch = BTreeMap::new();
+        batch.insert("theirs".into(), owned("uid-b", true, shell("theirs", "b")));
+        let (taken, refused) = apply(current.clone(), &batch);
+        assert!(refused.is_empty());
+        assert_eq!(taken.service("theirs").unwrap().owner_uid(), Some("uid-b"));
+        let mut batch = BTreeMap::new();
+        batch.insert("theirs".into(), owned("uid-a", false, shell("theirs", "a2")));
+        let (kept, refused) = apply(current, &batch);
+        assert!(refused.is_empty());
+        assert_eq!(kept.service("theirs").unwrap().spec["description"], "a2");
+    }
+
+    #[test]
+    fn an_owned_remove_removes_only_its_own_entry() {
+        let current = manifest(json!([
+            {"spec": {"name": "theirs", "kind": "shell"}, "meta": {"annotations": {"tether.dev/owner-uid": "uid-a"}},
+             "status": {"state": "ready"}},
+            {"spec": {"name": "ours", "kind": "shell"}, "meta": {"annotations": {"tether.dev/owner-uid": "uid-b"}},
+             "status": {"state": "ready"}},
+        ]));
+        let mut batch = BTreeMap::new();
+        batch.insert("theirs".into(), owned("uid-b", false, Change::Remove));
+        batch.insert("ours".into(), owned("uid-b", false, Change::Remove));
+        batch.insert("absent".into(), owned("uid-b", false, Change::Remove));
+        let (next, refused) = apply(current, &batch);
+        assert_eq!(refused.keys().collect::<Vec<_>>(), ["absent", "theirs"]);
+        assert!(refused.values().all(|e| matches!(e, Error::NotFound(_))), "{refused:?}");
+        let names: Vec<&str> = next.app_services.iter().map(AppService::name).collect();
+        assert_eq!(names, ["theirs"]);
+    }
+
+    #[test]
+    fn a_queued_change_of_one_owner_is_not_replaced_by_another_owners() {
+        let (a, b) = (owned("uid-a", false, shell("x", "a")).change, owned("uid-b", false, shell("x", "b")).change);
+        assert!(contested("x", &a, &b).is_some_and(|why| why.contains("ns-uid-a/svc (uid uid-a)")));
+        assert_eq!(contested("x", &a, &owned("uid-a", false, Change::Remove).change), None, "the same owner");
+        assert_eq!(contested("x", &a, &owned("uid-b", true, Change::Remove).change), None, "a take-over");
+        assert_eq!(contested("x", &shell("x", "legacy"), &b), None, "not owned");
     }
 }
