@@ -3,7 +3,9 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test lint unit conformance control-plane helm gitops-judge crds
+.PHONY: help demo test lint unit conformance fuzz fuzz-ci control-plane helm gitops-judge crds
+
+FUZZ_SECONDS ?= 60
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -11,8 +13,8 @@ help: ## List the targets
 demo: ## Control plane + simulators + operator, every example Ready, shown with kubectl (DEMO_EXIT=1 to stop after)
 	@tools/demo.sh
 
-test: lint unit conformance ## The whole suite: lints, Rust tests (real kube-apiserver), SDK conformance
-	@tools/test-summary target/test-unit.log target/test-conformance.log
+test: lint unit conformance fuzz-ci ## The whole suite: lints, Rust tests (real kube-apiserver), SDK conformance, a short fuzz run
+	@tools/test-summary target/test-unit.log target/test-conformance.log target/test-fuzz.log
 
 lint: ## cargo fmt --check, clippy with warnings as errors, gofmt and go vet on the control plane
 	$(CARGO) fmt --all --check
@@ -35,6 +37,13 @@ conformance: ## The vendors' Python SDKs against `tether sim` (installs them int
 	  platform=$$(basename "$$req" .txt); \
 	  "$$(tests/conformance/setup.sh "$$platform")" -m pytest -p no:cacheprovider "tests/conformance/test_$$platform.py" || exit 1; \
 	done 2>&1 | tee target/test-conformance.log
+
+fuzz: ## Every cargo-fuzz target (platform answers, spec diffs, HTTP helpers) for FUZZ_SECONDS each (default 60)
+	@tools/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-ci: ## The short fuzz run of the test command: 10 s per target
+	@mkdir -p target
+	tools/fuzz.sh 10 2>&1 | tee target/test-fuzz.log
 
 control-plane: ## Build (once, cached by source hash) the etcd + kube-apiserver binary and print its path
 	@tools/control-plane/build.sh
