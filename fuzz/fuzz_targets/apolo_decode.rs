@@ -4,22 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use tether_fuzz::{assert_round_trip, decode};
-use tether_platforms::apolo::{App, Revision};
+use tether_platforms::apolo::{App, Page, Revision};
 
-/// The client's private `Page<T>`, with the same serde attributes (apolo.rs): `items`, `pages` default 1.
-#[derive(Deserialize)]
-struct Page<T> {
-    items: Vec<T>,
-    #[serde(default = "one")]
-    pages: u64,
-}
-
-fn one() -> u64 {
-    1
-}
 
 fuzz_target!(|data: &[u8]| {
     if let Some(app) = decode::<App>(data) {

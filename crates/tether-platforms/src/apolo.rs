@@ -52,11 +52,14 @@ pub struct Revision {
     pub end_at: Option<String>,
 }
 
+/// One page of an Apolo list (`{items, pages}`; `pages` is 1 when absent). Public for the fuzz targets.
 #[derive(Deserialize)]
-struct Page<T> {
-    items: Vec<T>,
+pub struct Page<T> {
+    /// The entries of this page.
+    pub items: Vec<T>,
+    /// How many pages the list has.
     #[serde(default = "one")]
-    pages: u64,
+    pub pages: u64,
 }
 
 fn one() -> u64 {
