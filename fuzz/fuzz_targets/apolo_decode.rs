@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 use tether_fuzz::{assert_round_trip, decode};
 use tether_platforms::apolo::{App, Page, Revision};
 
-
 fuzz_target!(|data: &[u8]| {
     if let Some(app) = decode::<App>(data) {
         check_app(&app);
