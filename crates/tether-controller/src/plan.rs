@@ -108,12 +108,14 @@ fn paused_outcome<K: ManagedResource>(cr: &K, message: String) -> Outcome {
     }
 }
 
+/// Ready as stored, if it was True: a pause or a failure does not stop the remote object serving.
+fn kept_ready<K: ManagedResource>(cr: &K) -> Option<(bool, &'static str, String)> {
+    let ready = cr.managed_status()?.conditions.iter().find(|c| c.type_ == types::READY)?;
+    (ready.status == tether_api::ConditionStatus::True).then(|| (true, reasons::AVAILABLE, ready.message.clone()))
+}
+
 fn previous_ready<K: ManagedResource>(cr: &K) -> (bool, &'static str, String) {
-    let ready = cr.managed_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY));
-    match ready {
-        Some(c) if c.status == tether_api::ConditionStatus::True => (true, reasons::AVAILABLE, c.message.clone()),
-        _ => (false, reasons::PAUSED, "paused before the remote object was ready".into()),
-    }
+    kept_ready(cr).unwrap_or_else(|| (false, reasons::PAUSED, "paused before the remote object was ready".into()))
 }
 
 fn not_ready(reason: &'static str, message: String, converging: bool, applied: bool) -> Outcome {
@@ -168,12 +170,9 @@ pub(crate) fn updated() -> (Outcome, Pace) {
     (not_ready(reasons::UPDATING, "applying the spec to the remote object".into(), true, true), Pace::Converge)
 }
 
-/// While the platform is still deleting.
-pub(crate) fn deleting() -> (Outcome, Pace) {
-    (
-        not_ready(reasons::DELETING, "waiting for the platform to delete the remote object".into(), true, false),
-        Pace::Converge,
-    )
+/// While the platform is still deleting (looked at again at the converge interval).
+pub(crate) fn deleting() -> Outcome {
+    not_ready(reasons::DELETING, "waiting for the platform to delete the remote object".into(), true, false)
 }
 
 /// After the deletion's `observe`.
@@ -195,11 +194,7 @@ pub(crate) fn after_delete_observe<O>(
 /// The outcome a failure leads to: Ready kept if it was True (the remote object still serves), Synced
 /// False with the reason, Stalled when a human must act.
 pub(crate) fn failed<K: ManagedResource>(cr: &K, error: &Error) -> Outcome {
-    let previous = cr.managed_status().and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY));
-    let ready = match previous {
-        Some(c) if c.status == tether_api::ConditionStatus::True => (true, reasons::AVAILABLE, c.message.clone()),
-        _ => (false, error.reason(), error.to_string()),
-    };
+    let ready = kept_ready(cr).unwrap_or_else(|| (false, error.reason(), error.to_string()));
     Outcome {
         ready,
         synced: Err((error.reason(), error.to_string())),

@@ -329,9 +329,8 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, deletion:
                 DeleteNext::Delete(external_id) => {
                     let deletion = A::delete(&client, cr, &external_id).await.map_err(Error::platform("delete"))?;
                     if deletion == Deletion::InProgress {
-                        let (outcome, next) = plan::deleting();
-                        debug_assert_eq!(next, Pace::Converge);
-                        return Ok(Step::Report(outcome, Some(external_id), None, Some(ctx.config.converge_interval)));
+                        let converge = Some(ctx.config.converge_interval);
+                        return Ok(Step::Report(plan::deleting(), Some(external_id), None, converge));
                     }
                     tracing::info!(%external_id, "deleted the remote object");
                     ctx.event(cr, false, "Deleted", "Delete", format!("deleted {external_id}")).await;
