@@ -7,6 +7,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{ManagedFields, ManagedStatus, StringMap, free_form_object};
 
+/// The fields of a manifest entry besides the kind-specific settings, in the platform's names. A `kind` may
+/// not be one of them (the CEL rule on `kind` lists them too; a test keeps the two equal).
+pub const ENTRY_FIELDS: &[&str] = &[
+    "name",
+    "kind",
+    "owner",
+    "display_name",
+    "description",
+    "credentials",
+    "resources",
+    "target_cpu",
+    "min_replicas",
+    "max_replicas",
+    "enabled",
+    "avatar",
+    "mark_for_restart",
+    "mark_as_changed",
+    "visible_to_all",
+    "scale_to_zero",
+    "pvc",
+    "desired_state",
+    "authentication_mode",
+    "security_context",
+    "persistency_mode",
+    "advanced",
+    "labels",
+];
+
 /// Desired state of an Iguazio app service.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -32,8 +60,14 @@ pub struct AppServiceSpec {
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "name is immutable"}]))]
     pub name: String,
     /// Service kind, e.g. jupyter, shell, grafana, mlrun. Its settings go in `serviceConfig`. Immutable.
+    /// Not one of the entry's own fields (`name`, `owner`, `pvc`, …: [`ENTRY_FIELDS`]): the settings are
+    /// sent under the key `kind` names, which would overwrite that field.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9_]+$"))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "kind is immutable"}]))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "kind is immutable"},
+        {"rule": "!(self in ['name', 'kind', 'owner', 'display_name', 'description', 'credentials', 'resources', 'target_cpu', 'min_replicas', 'max_replicas', 'enabled', 'avatar', 'mark_for_restart', 'mark_as_changed', 'visible_to_all', 'scale_to_zero', 'pvc', 'desired_state', 'authentication_mode', 'security_context', 'persistency_mode', 'advanced', 'labels'])",
+         "message": "kind names a service kind (jupyter, shell, …), not one of the app service's own fields"},
+    ]))]
     pub kind: String,
     /// Kind-specific settings, sent to the platform under the key named by `kind` with the platform's own
     /// snake_case keys, e.g. for kind jupyter `{image_name: jupyter-all, ssh_enabled: false}`.
@@ -312,4 +346,21 @@ pub struct ServiceUrl {
     pub kind: String,
     /// The URL.
     pub url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    /// The CEL rule on `kind` and [`ENTRY_FIELDS`] name the same fields.
+    #[test]
+    fn the_kind_rule_lists_every_entry_field() {
+        let crd = serde_json::to_value(AppService::crd()).unwrap();
+        let kind = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["kind"];
+        let rule = kind["x-kubernetes-validations"][1]["rule"].as_str().unwrap();
+        let listed: Vec<&str> = rule.split('\'').skip(1).step_by(2).collect();
+        assert_eq!(listed, ENTRY_FIELDS);
+    }
 }

@@ -46,6 +46,13 @@ fn invalid_on_create() -> Vec<Invalid> {
             "spec.templateVersion: Invalid value",
         ),
         case(
+            "an AppService kind that is one of the entry's own fields",
+            "appservice.yaml",
+            "AppService",
+            json!({"spec": {"kind": "name"}}),
+            "not one of the app service's own fields",
+        ),
+        case(
             "missing required name",
             "appservice.yaml",
             "AppService",

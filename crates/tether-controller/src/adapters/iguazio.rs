@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
-use tether_api::iguazio::{AppServiceObservation, ServiceUrl};
+use tether_api::iguazio::{AppServiceObservation, ENTRY_FIELDS, ServiceUrl};
 use tether_api::{AppService, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::iguazio::{self as igz, Change, Client, ManifestWriter, WriterTiming};
@@ -54,6 +54,17 @@ fn desired(cr: &AppService) -> (Map<String, Value>, Option<Map<String, Value>>) 
     }
     let labels = spec.labels.as_ref().map(|l| l.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect());
     (fields, labels)
+}
+
+/// Admission refuses a `kind` that names one of the entry's own fields; a CRD installed before that rule
+/// lets it through, and the settings sent under that key would overwrite the field (e.g. the name: a new
+/// entry on every write).
+fn valid_kind(cr: &AppService) -> Result<(), PlatformError> {
+    if ENTRY_FIELDS.contains(&cr.spec.kind.as_str()) {
+        let why = format!("kind {:?} is one of the app service's own fields, not a service kind", cr.spec.kind);
+        return Err(PlatformError::Invalid(why));
+    }
+    Ok(())
 }
 
 /// The owner the entry's annotations record, if any.
@@ -170,6 +181,7 @@ impl Adapter for Iguazio {
                 format!("annotation {EXTERNAL_ID}: an app service is known by its name, {}, not {id}", cr.spec.name);
             return Err(PlatformError::Invalid(why));
         }
+        valid_kind(cr)?;
         let manifest = writer.read_within(cr.shared_read_age).await?;
         let Some(remote) = manifest.service(&cr.spec.name) else { return Ok(Observation::Absent) };
         if !may_observe::<AppService>(cr, owner_mark(remote).as_ref(), &object(cr), &cr.spec.name)? {
@@ -280,6 +292,15 @@ mod tests {
                    "pvc": {"mounts": {"myVolume": [{"mountPath": "/data"}]}}})
         );
         assert_eq!(labels.map(Value::Object), Some(json!({"team": "data"})));
+    }
+
+    #[test]
+    fn a_kind_naming_an_entry_field_is_refused() {
+        for kind in ["name", "pvc", "desired_state", "min_replicas", "kind"] {
+            let cr = resource(json!({"name": "nb", "kind": kind, "serviceConfig": {"image_name": "x"}}));
+            assert!(matches!(valid_kind(&cr), Err(PlatformError::Invalid(why)) if why.contains(kind)), "{kind}");
+        }
+        assert!(valid_kind(&resource(json!({"name": "nb", "kind": "jupyter"}))).is_ok());
     }
 
     #[test]
