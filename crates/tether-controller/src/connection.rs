@@ -21,8 +21,12 @@ pub struct Account {
     pub http: HttpConfig,
     /// Credential values by name (`username`, `accessKey`, `apiKey`, `token`).
     pub credentials: BTreeMap<&'static str, Secret>,
-    /// What identifies this account's settings and credentials: the cache key of its client.
-    pub fingerprint: String,
+    /// The connection it was read from (`Connection/<namespace>/<name>` or `ClusterConnection/<name>`): the
+    /// key of its client in a cache, which holds one client per connection.
+    pub connection: String,
+    /// A digest of the settings and credential values: a cached client built from another digest is
+    /// stale. Status and metadata writes to the Connection or its Secrets leave it as it is.
+    pub fingerprint: u64,
 }
 
 impl Account {
@@ -78,8 +82,7 @@ pub async fn resolve(
                 .get_opt(&reference.name)
                 .await?
                 .ok_or_else(|| Error::Connection(format!("Connection {namespace}/{} not found", reference.name)))?;
-            let rv = conn.metadata.resource_version.clone().unwrap_or_default();
-            (conn.spec.settings, Some(namespace.to_string()), format!("Connection/{namespace}/{}@{rv}", reference.name))
+            (conn.spec.settings, Some(namespace.to_string()), identity(namespace, reference))
         }
         ConnectionKind::ClusterConnection => {
             dependencies.push(Dependency::ClusterConnection { name: reference.name.clone() });
@@ -95,8 +98,7 @@ pub async fn resolve(
                     reference.name
                 )));
             }
-            let rv = conn.metadata.resource_version.clone().unwrap_or_default();
-            (conn.spec.settings, None, format!("ClusterConnection/{}@{rv}", reference.name))
+            (conn.spec.settings, None, identity(namespace, reference))
         }
     };
     if settings.platform != platform {
@@ -108,9 +110,17 @@ pub async fn resolve(
     account(client, &settings, secret_namespace.as_deref(), &identity, dependencies).await
 }
 
+/// How a resource in `namespace` names the connection `reference` points at, as [`Account::connection`].
+pub fn identity(namespace: &str, reference: &ConnectionRef) -> String {
+    match reference.kind.unwrap_or_default() {
+        ConnectionKind::Connection => format!("Connection/{namespace}/{}", reference.name),
+        ConnectionKind::ClusterConnection => format!("ClusterConnection/{}", reference.name),
+    }
+}
+
 /// The account of one connection's settings: its HTTP settings and credentials read from their Secrets
 /// (in `secret_namespace` for a Connection; a ClusterConnection's selectors name theirs). `identity` names
-/// the connection in the account's fingerprint.
+/// the connection ([`Account::connection`]).
 pub async fn account(
     client: &Client,
     settings: &ConnectionSettings,
@@ -118,9 +128,16 @@ pub async fn account(
     identity: &str,
     dependencies: &mut Vec<Dependency>,
 ) -> Result<Account> {
-    let (credentials, versions) =
-        read_credentials(client, &settings.credentials, secret_namespace, dependencies).await?;
-    Ok(Account { http: http_config(settings)?, credentials, fingerprint: format!("{identity} {versions}") })
+    use std::hash::{Hash, Hasher};
+    let credentials = read_credentials(client, &settings.credentials, secret_namespace, dependencies).await?;
+    // In memory only, never shown: a digest to compare, not a way back to the values.
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(settings).unwrap_or_default().hash(&mut digest);
+    for (name, value) in &credentials {
+        (name, value.expose()).hash(&mut digest);
+    }
+    let fingerprint = digest.finish();
+    Ok(Account { http: http_config(settings)?, credentials, connection: identity.to_string(), fingerprint })
 }
 
 fn http_config(settings: &ConnectionSettings) -> Result<HttpConfig> {
@@ -138,14 +155,13 @@ fn http_config(settings: &ConnectionSettings) -> Result<HttpConfig> {
     Ok(config)
 }
 
-/// Reads every credential the connection names; returns them with the Secrets' resourceVersions (so a
-/// fixed Secret makes a new client).
+/// Reads every credential the connection names.
 async fn read_credentials(
     client: &Client,
     credentials: &Credentials,
     connection_namespace: Option<&str>,
     dependencies: &mut Vec<Dependency>,
-) -> Result<(BTreeMap<&'static str, Secret>, String)> {
+) -> Result<BTreeMap<&'static str, Secret>> {
     let wanted: [(&'static str, &Option<SecretKeySelector>); 4] = [
         ("username", &credentials.username),
         ("accessKey", &credentials.access_key),
@@ -153,17 +169,15 @@ async fn read_credentials(
         ("token", &credentials.token),
     ];
     let mut values = BTreeMap::new();
-    let mut versions = Vec::new();
     for (name, selector) in wanted {
         let Some(selector) = selector else { continue };
         let namespace = connection_namespace
             .or(selector.namespace.as_deref())
             .ok_or_else(|| Error::Connection(format!("credential {name} names no Secret namespace")))?;
-        let (value, version) = read_key(client, namespace, selector, dependencies).await.map_err(Error::Connection)?;
+        let value = read_key(client, namespace, selector, dependencies).await.map_err(Error::Connection)?;
         values.insert(name, Secret::new(value.trim().to_string()));
-        versions.push(format!("{}@{version}", selector.name));
     }
-    Ok((values, versions.join(",")))
+    Ok(values)
 }
 
 /// Reads the Secret values a spec refers to (e.g. environment variables from Secrets), in the resource's
@@ -176,19 +190,19 @@ pub async fn read_values(
 ) -> Result<BTreeMap<String, Secret>> {
     let mut values = BTreeMap::new();
     for (name, selector) in selectors {
-        let (value, _) = read_key(client, namespace, selector, dependencies).await.map_err(Error::InvalidSpec)?;
+        let value = read_key(client, namespace, selector, dependencies).await.map_err(Error::InvalidSpec)?;
         values.insert(name.clone(), Secret::new(value));
     }
     Ok(values)
 }
 
-/// One key of one Secret, with the Secret's resourceVersion; a missing Secret or key is a message.
+/// One key of one Secret; a missing Secret or key is a message.
 async fn read_key(
     client: &Client,
     namespace: &str,
     selector: &SecretKeySelector,
     dependencies: &mut Vec<Dependency>,
-) -> std::result::Result<(String, String), String> {
+) -> std::result::Result<String, String> {
     dependencies.push(Dependency::Secret { namespace: namespace.to_string(), name: selector.name.clone() });
     let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
     let secret = api
@@ -201,7 +215,6 @@ async fn read_key(
         .as_ref()
         .and_then(|d| d.get(&selector.key))
         .ok_or_else(|| format!("Secret {namespace}/{} has no key {:?}", selector.name, selector.key))?;
-    let value = String::from_utf8(bytes.0.clone())
-        .map_err(|_| format!("Secret {namespace}/{} key {:?} is not UTF-8", selector.name, selector.key))?;
-    Ok((value, secret.metadata.resource_version.unwrap_or_default()))
+    String::from_utf8(bytes.0.clone())
+        .map_err(|_| format!("Secret {namespace}/{} key {:?} is not UTF-8", selector.name, selector.key))
 }

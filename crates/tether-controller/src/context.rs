@@ -60,7 +60,8 @@ pub struct Context<A: Adapter> {
     pub(crate) recorder: Recorder,
     /// Timing.
     pub config: Config,
-    pub(crate) clients: Mutex<HashMap<String, Arc<A::Client>>>,
+    /// One platform client per connection, with the fingerprint of the account it was built for.
+    pub(crate) clients: Mutex<Clients<A::Client>>,
     pub(crate) failures: Mutex<HashMap<ObjectRef<A::Resource>, u32>>,
     /// The retry delay `reconcile` chose for a failure, for `error_policy` to apply.
     pub(crate) retries: Mutex<HashMap<ObjectRef<A::Resource>, Duration>>,
@@ -72,6 +73,10 @@ pub struct Context<A: Adapter> {
     /// The controller's name in metrics: the kind, lowercase.
     pub(crate) controller: String,
 }
+
+/// Platform clients by connection ([`connection::Account::connection`]), each with the fingerprint of the
+/// account it was built for.
+pub(crate) type Clients<C> = HashMap<String, (u64, Arc<C>)>;
 
 /// Which Connections, ClusterConnections and Secrets each resource's account was last read from.
 pub(crate) type Dependencies<K> = Arc<Mutex<HashMap<ObjectRef<K>, Vec<Dependency>>>>;
@@ -170,15 +175,36 @@ impl<A: Adapter> Context<A> {
         let account =
             connection::resolve(&self.client, &namespace, cr.connection_ref(), A::PLATFORM, &mut dependencies).await;
         self.dependencies.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), dependencies);
-        let account = account?;
         let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = cache.get(&account.fingerprint) {
-            return Ok(client.clone());
-        }
-        let client = Arc::new(A::connect(&account).map_err(Error::platform("connect"))?);
-        cache.insert(account.fingerprint.clone(), client.clone());
-        Ok(client)
+        let account = match account {
+            Ok(account) => account,
+            Err(e) => {
+                // A connection that is gone, or no longer usable, keeps no client.
+                cache.remove(&connection::identity(&namespace, cr.connection_ref()));
+                return Err(e);
+            }
+        };
+        cached(&mut cache, &account, A::connect)
     }
+}
+
+/// The client cached for `account`'s connection if it was built for the same settings and credentials;
+/// else a new one from `connect`, which replaces it: one client per connection, whatever the number of
+/// rotations and writes to the Connection. The stale client is dropped here (calls in flight finish with
+/// it); the rate budget is the account's, not the client's (tether_platforms::http), so it carries over.
+fn cached<C>(
+    cache: &mut Clients<C>,
+    account: &connection::Account,
+    connect: impl FnOnce(&connection::Account) -> std::result::Result<C, tether_platforms::Error>,
+) -> Result<Arc<C>> {
+    if let Some((fingerprint, client)) = cache.get(&account.connection)
+        && *fingerprint == account.fingerprint
+    {
+        return Ok(client.clone());
+    }
+    let client = Arc::new(connect(account).map_err(Error::platform("connect"))?);
+    cache.insert(account.connection.clone(), (account.fingerprint, client.clone()));
+    Ok(client)
 }
 
 #[cfg(test)]
@@ -196,6 +222,30 @@ mod tests {
                      "deployment": "dep-1", "version": "v1", "port": 8080},
         }))
         .expect("a UbiService")
+    }
+
+    #[test]
+    fn one_client_per_connection_rebuilt_only_for_new_settings_or_credentials() {
+        let account = |connection: &str, fingerprint| connection::Account {
+            http: tether_platforms::HttpConfig::new("http://127.0.0.1:9".parse().expect("a url")),
+            credentials: Default::default(),
+            connection: connection.into(),
+            fingerprint,
+        };
+        let mut built = 0;
+        let mut connect = |_: &connection::Account| {
+            built += 1;
+            Ok(built)
+        };
+        let mut cache = HashMap::new();
+        let first = cached(&mut cache, &account("Connection/a/x", 1), &mut connect).unwrap();
+        let again = cached(&mut cache, &account("Connection/a/x", 1), &mut connect).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "same settings and credentials: the same client");
+        let rotated = cached(&mut cache, &account("Connection/a/x", 2), &mut connect).unwrap();
+        assert_eq!(*rotated, 2, "a rotated key builds a new client");
+        assert_eq!(cache.len(), 1, "and the stale one is evicted");
+        cached(&mut cache, &account("Connection/b/x", 2), &mut connect).unwrap();
+        assert_eq!(cache.len(), 2, "another connection has its own");
     }
 
     #[tokio::test]

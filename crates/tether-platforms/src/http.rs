@@ -203,6 +203,11 @@ impl Http {
         truncate(&text, MAX_MESSAGE_CHARS)
     }
 
+    /// The base URL the requests go to.
+    pub fn endpoint(&self) -> &url::Url {
+        &self.config.base_url
+    }
+
     /// The platform this layer talks to.
     pub fn platform(&self) -> &'static str {
         self.dialect.platform

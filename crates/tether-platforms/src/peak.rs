@@ -42,8 +42,10 @@ pub struct Webapp {
 pub struct ImageDetails {
     /// Image id.
     pub image_id: i64,
-    /// Version id; the platform picks the latest ready one when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Version id; the platform picks the latest ready one when unset. Unset is sent as an explicit
+    /// `null`, not left out: the platform merges `imageDetails` per key, so a PATCH of a new `imageId`
+    /// without `versionId` would keep the old image's version (and fail: that image has no such version).
+    #[serde(default)]
     pub version_id: Option<i64>,
 }
 

@@ -156,3 +156,38 @@ async fn hostile_job_ids_are_refused_before_any_request() {
         reqwest::get(format!("{}/_sim/counters", url.trim_end_matches('/'))).await.unwrap().json().await.unwrap();
     assert_eq!(counters, json!({}), "no request reached any route");
 }
+
+#[tokio::test]
+async fn every_writer_of_a_tenant_writes_through_one_queue() {
+    use tether_platforms::iguazio::{Change, ManifestWriter, WriterTiming};
+    let (key_client, url) = setup(Duration::ZERO).await;
+    let origin = url.trim_end_matches('/').to_string();
+    // Another credential of the same tenant (a password session), as a second Connection would hold.
+    let session =
+        Client::login(HttpConfig::new(url.parse().unwrap()), "admin", &Secret::new("test-password")).await.unwrap();
+    let timing = WriterTiming { poll: TICK, timeout: LONG };
+    let a = ManifestWriter::new(key_client, timing);
+    let b = ManifestWriter::new(session, timing);
+    assert!(a.same_tenant(&b).await.unwrap(), "two credentials of one tenant share the queue");
+    let (elsewhere, _) = setup(Duration::ZERO).await;
+    let c = ManifestWriter::new(elsewhere, timing);
+    assert!(!a.same_tenant(&c).await.unwrap(), "another tenant has its own");
+
+    // Twenty services written at once through both writers: none lost (the platform has no precondition
+    // on the PUT, so two queues would drop each other's entries), in fewer PUTs than services.
+    let submits = (0..20).map(|i| {
+        let writer = if i % 2 == 0 { &a } else { &b };
+        let name = format!("svc-{i}");
+        let spec = service(&name).spec;
+        async move { writer.submit(&name, Change::Upsert { spec, labels: None, restart_token: None }).await }
+    });
+    let answers = futures::future::join_all(submits).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let manifest = a.read().await.unwrap();
+    let missing: Vec<String> = (0..20).map(|i| format!("svc-{i}")).filter(|n| manifest.service(n).is_none()).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    let counters: serde_json::Value =
+        reqwest::get(format!("{origin}/_sim/counters")).await.unwrap().json().await.unwrap();
+    let puts = counters["PUT /api/app_services_manifests"].as_u64().unwrap();
+    assert!(puts < 20, "{puts} PUTs for 20 services");
+}

@@ -49,6 +49,13 @@ async fn lifecycle_create_update_redeploy_delete() {
     let w = c.wait(&id, false, TICK, LONG).await.unwrap().unwrap();
     assert_eq!(w.image_details.unwrap().version_id, Some(101));
 
+    // Another image, no version named: the latest ready version of that image, not the old image's one.
+    let other_image =
+        WebappFields { image_details: Some(ImageDetails { image_id: 1, version_id: None }), ..Default::default() };
+    c.update(&id, &other_image).await.unwrap();
+    let w = c.wait(&id, false, TICK, LONG).await.unwrap().unwrap();
+    assert_eq!(w.image_details, Some(ImageDetails { image_id: 1, version_id: Some(2) }));
+
     assert_eq!(c.find_by_name("conf-app").await.unwrap().map(|w| w.id), Some(id.clone()));
     assert!(c.find_by_name("conf").await.unwrap().is_none(), "search is a substring match; find is exact");
 

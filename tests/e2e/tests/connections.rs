@@ -166,7 +166,12 @@ async fn every_adapter_verifies_credentials_with_its_platform() {
                 .iter()
                 .map(|(k, v)| (*k, Credential::new(if wrong && *k != "username" { "wrong" } else { *v })))
                 .collect();
-            Account { http: HttpConfig::new(sim.url.parse().unwrap()), credentials, fingerprint: String::new() }
+            Account {
+                http: HttpConfig::new(sim.url.parse().unwrap()),
+                credentials,
+                connection: String::new(),
+                fingerprint: 0,
+            }
         };
         A::verify(&A::connect(&account(false)).unwrap()).await.unwrap_or_else(|e| panic!("{platform}: {e}"));
         let refused = A::verify(&A::connect(&account(true)).unwrap()).await;

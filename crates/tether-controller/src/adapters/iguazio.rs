@@ -1,7 +1,7 @@
 //! AppService ↔ one entry of the Iguazio tenant's app-services manifest. The natural key is the service
-//! name (unique per tenant), so a lost write is found again by name. All writes of a connection go through
-//! one [`ManifestWriter`], which serialises them, re-reads before each, and folds concurrent changes into
-//! one PUT. Fields the spec leaves unset are not managed: they keep the platform's value.
+//! name (unique per tenant), so a lost write is found again by name. All writes to a tenant, from every
+//! Connection and ClusterConnection of it, go through its one queue ([`ManifestWriter`]), which serialises
+//! them, re-reads before each, and folds concurrent changes into one PUT. Fields the spec leaves unset are not managed: they keep the platform's value.
 //!
 //! Restart is the annotation `tether.dev/restart` (any new value, e.g. a timestamp, restarts once); disable,
 //! enable and scale-from-zero are `desiredState`.

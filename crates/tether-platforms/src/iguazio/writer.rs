@@ -6,9 +6,15 @@
 //! changes only the entries it was asked to change. Changes that arrive while a write is waiting are folded
 //! into the next write: twenty resources changed at once cost a handful of PUTs, not twenty, and none of
 //! them overwrites another's change.
+//!
+//! The platform has no precondition on the PUT, so that serialisation must cover every writer of the
+//! tenant in the process, whatever its credentials: every [`ManifestWriter`] of one tenant (endpoint and
+//! the tenant id the manifest names) shares one [`Tenant`] (the write lock, the queue and the last read),
+//! found in a process-wide registry on the writer's first use. A writer is cheap: one per Connection and
+//! credential version, rebuilt on a key rotation, all of them writing through the same queue.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -95,14 +101,42 @@ impl Default for WriterTiming {
     }
 }
 
-/// Serialised, folded writes to one tenant's manifest through one client.
-pub struct ManifestWriter {
-    client: Client,
-    timing: WriterTiming,
+/// What every writer of one tenant shares: the queue of changes, the write lock and the last read.
+struct Tenant {
     pending: Mutex<BTreeMap<String, Pending>>,
     writing: tokio::sync::Mutex<()>,
     /// The last read and when its GET began, shared by readers who asked before that.
     last_read: tokio::sync::Mutex<Option<(tokio::time::Instant, Manifest)>>,
+}
+
+/// A tenant, as the process knows it: the endpoint and the tenant id the manifest names.
+type TenantKey = (String, String);
+
+/// Every tenant some writer uses, while one does.
+static TENANTS: LazyLock<Mutex<HashMap<TenantKey, Weak<Tenant>>>> = LazyLock::new(Mutex::default);
+
+/// The tenant `key` names, shared with every live writer of it.
+fn tenant(key: TenantKey) -> Arc<Tenant> {
+    let mut tenants = TENANTS.lock().unwrap_or_else(PoisonError::into_inner);
+    tenants.retain(|_, tenant| tenant.strong_count() > 0);
+    if let Some(tenant) = tenants.get(&key).and_then(Weak::upgrade) {
+        return tenant;
+    }
+    let tenant = Arc::new(Tenant {
+        pending: Mutex::default(),
+        writing: tokio::sync::Mutex::new(()),
+        last_read: tokio::sync::Mutex::new(None),
+    });
+    tenants.insert(key, Arc::downgrade(&tenant));
+    tenant
+}
+
+/// Serialised, folded writes to one tenant's manifest through one client; see the module's page.
+pub struct ManifestWriter {
+    client: Client,
+    timing: WriterTiming,
+    /// Found on first use, from the tenant id of the manifest this writer's credentials read.
+    tenant: tokio::sync::OnceCell<Arc<Tenant>>,
 }
 
 /// How many times a write that meets a job someone else started re-reads and tries again.
@@ -111,13 +145,24 @@ const CONFLICT_ATTEMPTS: usize = 5;
 impl ManifestWriter {
     /// A writer over `client`.
     pub fn new(client: Client, timing: WriterTiming) -> Self {
-        Self {
-            client,
-            timing,
-            pending: Mutex::default(),
-            writing: tokio::sync::Mutex::new(()),
-            last_read: tokio::sync::Mutex::new(None),
-        }
+        Self { client, timing, tenant: tokio::sync::OnceCell::new() }
+    }
+
+    /// The tenant this writer's credentials write to, shared with every other writer of it in the process.
+    async fn tenant(&self) -> Result<&Arc<Tenant>> {
+        self.tenant
+            .get_or_try_init(|| async {
+                let manifest = self.client.manifest().await?;
+                let id = manifest.attributes.get("tenant_id").and_then(Value::as_str).unwrap_or_default();
+                // A manifest that names no tenant shares the endpoint's queue: over-serialised, never racing.
+                Ok(tenant((self.client.http.endpoint().to_string(), id.to_string())))
+            })
+            .await
+    }
+
+    /// Whether `self` and `other` write through the same queue (one tenant).
+    pub async fn same_tenant(&self, other: &ManifestWriter) -> Result<bool> {
+        Ok(Arc::ptr_eq(self.tenant().await?, other.tenant().await?))
     }
 
     /// The manifest, read no earlier than this call: callers who ask while a read is under way wait for the
@@ -128,11 +173,11 @@ impl ManifestWriter {
     }
 
     /// [`read`](Self::read), or the last read if its GET began at most `max_age` before this call and no
-    /// write of this writer came after it: drift checks of the many services of one tenant share a read.
+    /// write to the tenant came after it: drift checks of the many services of one tenant share a read.
     /// The last read is the newest any caller saw, so a caller never sees state older than a read it acted on.
     pub async fn read_within(&self, max_age: Duration) -> Result<Manifest> {
         let asked = tokio::time::Instant::now();
-        let mut last = self.last_read.lock().await;
+        let mut last = self.tenant().await?.last_read.lock().await;
         // A `max_age` too long to add counts as forever.
         if let Some((began, manifest)) = last.as_ref()
             && began.checked_add(max_age).is_none_or(|fresh_until| fresh_until >= asked)
@@ -155,11 +200,13 @@ impl ManifestWriter {
     /// the same answer: the newest wins, as it would have one write later), unless both are
     /// [`Change::Owned`] by different owners: then the later one is refused with `Conflict`. An owned
     /// change the manifest refuses gets its own answer (see [`Change::Owned`]), and a write in which every
-    /// change is refused sends nothing.
+    /// change is refused sends nothing. The queue is the tenant's: a write carries the changes of every
+    /// writer of the tenant that were waiting, through this writer's client.
     pub async fn submit(&self, name: &str, change: Change) -> Result<String> {
+        let tenant = self.tenant().await?;
         let (tx, mut rx) = oneshot::channel();
         {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = tenant.pending.lock().unwrap_or_else(|p| p.into_inner());
             // Two owners creating the same service at once: the first one queued wins.
             if let Some(why) = pending.get(name).and_then(|queued| contested(name, &queued.change, &change)) {
                 return Err(Error::Conflict(why));
@@ -169,18 +216,18 @@ impl ManifestWriter {
             entry.change = change;
             entry.waiters.push(tx);
         }
-        let _writing = self.writing.lock().await;
+        let _writing = tenant.writing.lock().await;
         if let Ok(answer) = rx.try_recv() {
             return answer;
         }
-        self.flush().await;
+        self.flush(tenant).await;
         rx.await.unwrap_or_else(|_| Err(Error::Transient("the manifest write was abandoned".into())))
     }
 
-    /// One write of everything pending. Called with `writing` held.
-    async fn flush(&self) {
+    /// One write of everything pending for the tenant. Called with its `writing` held.
+    async fn flush(&self, tenant: &Tenant) {
         let mut result = self.wait_for_running_job().await;
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let batch = std::mem::take(&mut *tenant.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.is_empty() {
             return;
         }
@@ -208,7 +255,7 @@ impl ManifestWriter {
             }
         };
         // Whatever the answer, the manifest may have changed: no reader may share a read from before.
-        *self.last_read.lock().await = None;
+        *tenant.last_read.lock().await = None;
         for (name, pending) in batch {
             let answer = refused.remove(&name).map_or_else(|| answer.clone(), Err);
             for waiter in pending.waiters {
