@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ManagedFields, ManagedStatus, free_form_object};
+use crate::common::{FreeForm, ManagedFields, ManagedStatus, free_form_object};
 
 /// Desired state of an Apolo app.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -49,7 +49,7 @@ pub struct ApoloAppSpec {
     /// `{type: app-instance-ref, instance_id, path}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
-    pub input: Option<serde_json::Value>,
+    pub input: Option<FreeForm>,
     /// Uninstall with `force=true`, skipping the platform's wait for its resources to go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_uninstall: Option<bool>,

@@ -147,8 +147,95 @@ pub type StringMap = BTreeMap<String, String>;
 pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
+        "maxProperties": MAX_FREE_FORM_KEYS,
         "x-kubernetes-preserve-unknown-fields": true,
     })
+}
+
+/// Most levels a free-form spec value may nest (its top-level object is level 1). Real template inputs
+/// and service settings are a few levels deep.
+pub const MAX_FREE_FORM_DEPTH: usize = 32;
+
+/// Most keys of a free-form spec object's top level (admission refuses more: `maxProperties`).
+pub const MAX_FREE_FORM_KEYS: usize = 512;
+
+/// A free-form JSON value of a spec (Apolo `input`, Iguazio `serviceConfig`), as the API server sent it.
+///
+/// Decoding it never fails: kube decodes a whole list of a kind at once, and serde_json stops at 128
+/// levels, so one object nested deeper would fail the list, and with it the controller of every object of
+/// the kind. The schema cannot bound depth (`x-kubernetes-preserve-unknown-fields`), so a value nested
+/// deeper than [`MAX_FREE_FORM_DEPTH`] is skipped over as text (serde_json skips without recursing) and
+/// kept as [`FreeForm::Refused`], for the reconcile to report on its own resource.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FreeForm {
+    /// The value.
+    Value(serde_json::Value),
+    /// A value Tether will not use, with why and its text as sent (written back verbatim).
+    Refused {
+        /// Why, for a condition message.
+        why: String,
+        /// The value's JSON text.
+        text: String,
+    },
+}
+
+impl FreeForm {
+    /// The value, or why it cannot be used.
+    pub fn value(&self) -> Result<&serde_json::Value, &str> {
+        match self {
+            FreeForm::Value(value) => Ok(value),
+            FreeForm::Refused { why, .. } => Err(why),
+        }
+    }
+}
+
+impl From<serde_json::Value> for FreeForm {
+    fn from(value: serde_json::Value) -> Self {
+        FreeForm::Value(value)
+    }
+}
+
+/// How many levels `value` nests (a scalar: 0, `{}`: 1), counted without recursion.
+fn depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level);
+        stack.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
+}
+
+impl<'de> Deserialize<'de> for FreeForm {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let too_deep = || format!("nests deeper than {MAX_FREE_FORM_DEPTH} levels");
+        // Parsed on its own, the value starts at depth 0: serde_json's limit (128) is past ours.
+        Ok(match serde_json::from_str::<serde_json::Value>(raw.get()) {
+            Ok(value) if depth(&value) <= MAX_FREE_FORM_DEPTH => FreeForm::Value(value),
+            Ok(_) => FreeForm::Refused { why: too_deep(), text: raw.get().to_string() },
+            Err(e) if e.to_string().contains("recursion limit") => {
+                FreeForm::Refused { why: too_deep(), text: raw.get().to_string() }
+            }
+            Err(e) => return Err(serde::de::Error::custom(e)),
+        })
+    }
+}
+
+impl Serialize for FreeForm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FreeForm::Value(value) => value.serialize(serializer),
+            FreeForm::Refused { text, .. } => serde_json::value::RawValue::from_string(text.clone())
+                .map_err(serde::ser::Error::custom)?
+                .serialize(serializer),
+        }
+    }
 }
 
 /// The fields every managed kind carries besides its platform's own: flattened into each spec.
@@ -170,4 +257,53 @@ pub struct ManagedFields<D: Default = DeletionPolicy> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub write_outputs_to: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ApoloApp;
+
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels))
+    }
+
+    fn app(name: &str, input: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"tether.dev/v1alpha1","kind":"ApoloApp","metadata":{{"name":"{name}"}},
+            "spec":{{"connectionRef":{{"name":"c"}},"cluster":"c","org":"o","project":"p",
+            "templateName":"t","templateVersion":"1","input":{input}}}}}"#
+        )
+    }
+
+    /// One object nested past serde_json's limit does not fail the list of every object of its kind.
+    #[test]
+    fn a_list_with_one_value_nested_too_deep_still_decodes() {
+        let list = format!(
+            r#"{{"apiVersion":"tether.dev/v1alpha1","kind":"ApoloAppList","metadata":{{}},"items":[{},{},{}]}}"#,
+            app("deep", &nested(200)),
+            app("fine", r#"{"storage_gb": 5}"#),
+            app("past-ours", &nested(MAX_FREE_FORM_DEPTH + 1)),
+        );
+        let decoded: kube::core::ObjectList<ApoloApp> = serde_json::from_str(&list).expect("the list decodes");
+        let inputs: Vec<_> = decoded.items.iter().map(|a| a.spec.input.clone().unwrap()).collect();
+        assert!(matches!(&inputs[0], FreeForm::Refused { why, .. } if why.contains("deeper than 32")));
+        assert_eq!(inputs[1], FreeForm::Value(json!({"storage_gb": 5})));
+        assert!(inputs[2].value().is_err());
+        assert_eq!(FreeForm::Value(serde_json::from_str(&nested(MAX_FREE_FORM_DEPTH)).unwrap()).value().is_ok(), true);
+        // Written back as it came.
+        assert_eq!(serde_json::to_string(&inputs[0]).unwrap(), nested(200));
+        assert_eq!(serde_json::to_string(&inputs[1]).unwrap(), r#"{"storage_gb":5}"#);
+    }
+
+    #[test]
+    fn depth_counts_levels() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({})), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": {}}]})), 4);
+        let value: serde_json::Value = serde_json::from_str(&nested(MAX_FREE_FORM_DEPTH)).unwrap();
+        assert_eq!(depth(&value), MAX_FREE_FORM_DEPTH);
+    }
 }

@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ManagedFields, ManagedStatus, StringMap, free_form_object};
+use crate::common::{FreeForm, ManagedFields, ManagedStatus, StringMap, free_form_object};
 
 /// The fields of a manifest entry besides the kind-specific settings, in the platform's names. A `kind` may
 /// not be one of them (the CEL rule on `kind` lists them too; a test keeps the two equal).
@@ -73,7 +73,7 @@ pub struct AppServiceSpec {
     /// snake_case keys, e.g. for kind jupyter `{image_name: jupyter-all, ssh_enabled: false}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
-    pub service_config: Option<serde_json::Value>,
+    pub service_config: Option<FreeForm>,
     /// Iguazio username that owns the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,

@@ -39,7 +39,65 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterConnection::crd(),
     ];
     crds.iter_mut().for_each(unobserved_until_reconciled);
+    crds.iter_mut().for_each(bounded_spec);
     crds
+}
+
+/// Default bounds on spec values that declare none: a string's length, an array's items, a map's keys.
+/// Admission then refuses a hostile size with a message naming the field, and CEL rules are costed
+/// against these bounds instead of the object's whole size. Fields with their own bound keep it.
+pub mod bounds {
+    /// Longest string (16 KiB: a certificate in an environment variable fits).
+    pub const MAX_STRING: i64 = 16 * 1024;
+    /// Most items of a list.
+    pub const MAX_ITEMS: i64 = 256;
+    /// Most keys of a map (labels, environment variables, node selectors).
+    pub const MAX_KEYS: i64 = 256;
+}
+
+fn bounded_spec(crd: &mut CustomResourceDefinition) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    fn bound(schema: &mut JSONSchemaProps) {
+        match schema.type_.as_deref() {
+            Some("string") => {
+                schema.max_length.get_or_insert(bounds::MAX_STRING);
+            }
+            Some("array") => {
+                schema.max_items.get_or_insert(bounds::MAX_ITEMS);
+            }
+            Some("object") if schema.additional_properties.is_some() => {
+                schema.max_properties.get_or_insert(bounds::MAX_KEYS);
+            }
+            _ => {}
+        }
+        for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+            bound(child);
+        }
+        match schema.items.as_mut() {
+            Some(JSONSchemaPropsOrArray::Schema(item)) => bound(item),
+            Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(bound),
+            None => {}
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(value)) = schema.additional_properties.as_mut() {
+            bound(value);
+        }
+        for alternatives in [&mut schema.any_of, &mut schema.one_of, &mut schema.all_of] {
+            alternatives.iter_mut().flatten().for_each(bound);
+        }
+    }
+    for version in &mut crd.spec.versions {
+        let spec = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"));
+        if let Some(spec) = spec {
+            bound(spec);
+        }
+    }
 }
 
 /// A status default of `observedGeneration: 0`: an object Tether has not reconciled yet (just applied, or

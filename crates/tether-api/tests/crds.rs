@@ -141,3 +141,39 @@ fn defaults_are_applied_when_fields_are_left_out() {
     .expect("minimal spec");
     assert!(civis.deployed, "a Civis service is deployed unless told otherwise");
 }
+
+/// Every spec value has a size bound admission checks: a string's length, a list's items, a map's and a
+/// free-form object's keys. (Depth of free-form values is bounded by the controller: see `FreeForm`.)
+#[test]
+fn every_spec_value_is_bounded() {
+    fn walk(schema: &Value, path: &str, unbounded: &mut Vec<String>) {
+        let has = |key: &str| schema.get(key).is_some();
+        match schema["type"].as_str() {
+            Some("string") if !has("maxLength") => unbounded.push(format!("{path}: string without maxLength")),
+            Some("array") if !has("maxItems") => unbounded.push(format!("{path}: list without maxItems")),
+            Some("object")
+                if (has("additionalProperties") || has("x-kubernetes-preserve-unknown-fields"))
+                    && !has("maxProperties") =>
+            {
+                unbounded.push(format!("{path}: map without maxProperties"))
+            }
+            _ => {}
+        }
+        for (name, child) in schema["properties"].as_object().into_iter().flatten() {
+            walk(child, &format!("{path}.{name}"), unbounded);
+        }
+        if schema["items"].is_object() {
+            walk(&schema["items"], &format!("{path}[]"), unbounded);
+        }
+        if schema["additionalProperties"].is_object() {
+            walk(&schema["additionalProperties"], &format!("{path}{{}}"), unbounded);
+        }
+    }
+    let mut unbounded = Vec::new();
+    for crd in tether_api::crds() {
+        let crd = serde_json::to_value(&crd).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        walk(spec, &format!("{}.spec", crd["spec"]["names"]["kind"].as_str().unwrap()), &mut unbounded);
+    }
+    assert!(unbounded.is_empty(), "{unbounded:#?}");
+}

@@ -53,6 +53,27 @@ fn invalid_on_create() -> Vec<Invalid> {
             "not one of the app service's own fields",
         ),
         case(
+            "a description past the string bound",
+            "appservice.yaml",
+            "AppService",
+            json!({"spec": {"description": "x".repeat(17 * 1024)}}),
+            "spec.description: Too long",
+        ),
+        case(
+            "more labels than the map bound",
+            "ubiservice.yaml",
+            "UbiService",
+            json!({"spec": {"labels": (0..300).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}}),
+            "spec.labels: Too many",
+        ),
+        case(
+            "an Apolo input with more keys than the bound",
+            "apoloapp.yaml",
+            "ApoloApp",
+            json!({"spec": {"input": (0..600).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}}),
+            "spec.input: Too many",
+        ),
+        case(
             "missing required name",
             "appservice.yaml",
             "AppService",

@@ -30,8 +30,13 @@ fn display_name(cr: &ApoloApp) -> String {
     }
 }
 
-fn input(cr: &ApoloApp) -> Value {
-    cr.spec.input.clone().unwrap_or_else(|| json!({}))
+/// The declared input; one Tether will not send (nested too deep) is a spec error, raised only when it
+/// would be sent: observing and deleting do not need it.
+fn input(cr: &ApoloApp) -> Result<Value, PlatformError> {
+    match &cr.spec.input {
+        None => Ok(json!({})),
+        Some(input) => input.value().cloned().map_err(|why| PlatformError::Invalid(format!("spec.input {why}"))),
+    }
 }
 
 fn scoped(client: &Client, cr: &ApoloApp) -> Client {
@@ -128,7 +133,9 @@ impl Adapter for Apolo {
                 None => {
                     let version_matches =
                         cr.spec.template_version == "latest" || cr.spec.template_version == app.template_version;
-                    version_matches && app.display_name == display_name(cr) && current.get("input") == Some(&input(cr))
+                    version_matches
+                        && app.display_name == display_name(cr)
+                        && current.get("input") == input(cr).ok().as_ref()
                 }
             }
         };
@@ -174,7 +181,7 @@ impl Adapter for Apolo {
     async fn create(client: &Client, cr: &Request<'_, ApoloApp>) -> Result<String, PlatformError> {
         let client = scoped(client, cr);
         let spec = &cr.spec;
-        let (input, name) = (input(cr), display_name(cr));
+        let (input, name) = (input(cr)?, display_name(cr));
         let installed = client.install(&spec.template_name, &spec.template_version, &input, Some(&name)).await;
         // A 404 on install names the template or its version: only a spec change can help.
         let app = installed.map_err(|e| unknown_template(e, &spec.template_name, &spec.template_version))?;
@@ -192,7 +199,7 @@ impl Adapter for Apolo {
             .then_some(cr.spec.template_version.as_str());
         let name = display_name(cr);
         let rename = (app.display_name != name).then_some(name.as_str());
-        let desired = input(cr);
+        let desired = input(cr)?;
         let current = client.input(external_id, None).await?;
         let new_input = (current.get("input") != Some(&desired)).then_some(&desired);
         let configured = client.configure(external_id, new_input, rename, upgrade, Some("applied by Tether")).await;

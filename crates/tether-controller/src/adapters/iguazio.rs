@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
 use tether_api::iguazio::{AppServiceObservation, ENTRY_FIELDS, ServiceUrl};
-use tether_api::{AppService, Platform};
+use tether_api::{AppService, FreeForm, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::iguazio::{self as igz, Change, Client, ManifestWriter, WriterTiming};
 
@@ -38,7 +38,8 @@ pub struct Iguazio;
 fn desired(cr: &AppService) -> (Map<String, Value>, Option<Map<String, Value>>) {
     let spec = &cr.spec;
     let mut fields = spec_fields(spec, &["labels", "serviceConfig", "advanced"], &["pvc"]);
-    if let Some(config) = &spec.service_config {
+    // Settings Tether will not send (nested too deep) are left out here and refused by `write`.
+    if let Some(Ok(config)) = spec.service_config.as_ref().map(FreeForm::value) {
         fields.insert(spec.kind.clone(), config.clone());
     }
     if let Some(advanced) = &spec.advanced {
@@ -56,13 +57,17 @@ fn desired(cr: &AppService) -> (Map<String, Value>, Option<Map<String, Value>>) 
     (fields, labels)
 }
 
-/// Admission refuses a `kind` that names one of the entry's own fields; a CRD installed before that rule
-/// lets it through, and the settings sent under that key would overwrite the field (e.g. the name: a new
-/// entry on every write).
-fn valid_kind(cr: &AppService) -> Result<(), PlatformError> {
+/// What stops the spec from being written: admission refuses a `kind` that names one of the entry's own
+/// fields, but a CRD installed before that rule lets it through, and the settings sent under that key
+/// would overwrite the field (e.g. the name: a new entry on every write); settings nested too deep are
+/// not sent. Checked before a write only: observing and deleting do not need either.
+fn writable(cr: &AppService) -> Result<(), PlatformError> {
     if ENTRY_FIELDS.contains(&cr.spec.kind.as_str()) {
         let why = format!("kind {:?} is one of the app service's own fields, not a service kind", cr.spec.kind);
         return Err(PlatformError::Invalid(why));
+    }
+    if let Some(Err(why)) = cr.spec.service_config.as_ref().map(FreeForm::value) {
+        return Err(PlatformError::Invalid(format!("spec.serviceConfig {why}")));
     }
     Ok(())
 }
@@ -122,6 +127,7 @@ fn upsert(cr: &AppService) -> Change {
 /// Writes the entry. A refusal (another resource's entry, met in the read just before the write: it was
 /// created between this resource's observe and now) is told as observe tells it.
 async fn write(writer: &ManifestWriter, cr: &AppService) -> Result<String, PlatformError> {
+    writable(cr)?;
     match writer.submit(&cr.spec.name, upsert(cr)).await {
         Err(PlatformError::Conflict(why)) => {
             let manifest = writer.read().await?;
@@ -181,7 +187,6 @@ impl Adapter for Iguazio {
                 format!("annotation {EXTERNAL_ID}: an app service is known by its name, {}, not {id}", cr.spec.name);
             return Err(PlatformError::Invalid(why));
         }
-        valid_kind(cr)?;
         let manifest = writer.read_within(cr.shared_read_age).await?;
         let Some(remote) = manifest.service(&cr.spec.name) else { return Ok(Observation::Absent) };
         if !may_observe::<AppService>(cr, owner_mark(remote).as_ref(), &object(cr), &cr.spec.name)? {
@@ -298,9 +303,9 @@ mod tests {
     fn a_kind_naming_an_entry_field_is_refused() {
         for kind in ["name", "pvc", "desired_state", "min_replicas", "kind"] {
             let cr = resource(json!({"name": "nb", "kind": kind, "serviceConfig": {"image_name": "x"}}));
-            assert!(matches!(valid_kind(&cr), Err(PlatformError::Invalid(why)) if why.contains(kind)), "{kind}");
+            assert!(matches!(writable(&cr), Err(PlatformError::Invalid(why)) if why.contains(kind)), "{kind}");
         }
-        assert!(valid_kind(&resource(json!({"name": "nb", "kind": "jupyter"}))).is_ok());
+        assert!(writable(&resource(json!({"name": "nb", "kind": "jupyter"}))).is_ok());
     }
 
     #[test]
