@@ -292,7 +292,7 @@ mod tests {
         assert!(matches!(&inputs[0], FreeForm::Refused { why, .. } if why.contains("deeper than 32")));
         assert_eq!(inputs[1], FreeForm::Value(json!({"storage_gb": 5})));
         assert!(inputs[2].value().is_err());
-        assert_eq!(FreeForm::Value(serde_json::from_str(&nested(MAX_FREE_FORM_DEPTH)).unwrap()).value().is_ok(), true);
+        assert!(FreeForm::Value(serde_json::from_str(&nested(MAX_FREE_FORM_DEPTH)).unwrap()).value().is_ok());
         // Written back as it came.
         assert_eq!(serde_json::to_string(&inputs[0]).unwrap(), nested(200));
         assert_eq!(serde_json::to_string(&inputs[1]).unwrap(), r#"{"storage_gb":5}"#);
