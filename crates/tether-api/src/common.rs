@@ -144,10 +144,16 @@ pub struct SecretKeySelector {
 pub type StringMap = BTreeMap<String, String>;
 
 /// Schema of a free-form JSON object whose keys the platform defines (kept verbatim by the API server).
+///
+/// Atomic: one value, owned as a whole by one field manager, as the platforms take it (Apolo replaces a
+/// template input whole). It also keeps `metadata.managedFields` shallow: without it the API server
+/// tracks every key of the value there, as deep as the value nests, and an object whose managedFields
+/// nest past 128 levels cannot be decoded by any kube-rs client, which would stop the kind's watch.
 pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "maxProperties": MAX_FREE_FORM_KEYS,
+        "x-kubernetes-map-type": "atomic",
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
@@ -296,6 +302,15 @@ mod tests {
         // Written back as it came.
         assert_eq!(serde_json::to_string(&inputs[0]).unwrap(), nested(200));
         assert_eq!(serde_json::to_string(&inputs[1]).unwrap(), r#"{"storage_gb":5}"#);
+    }
+
+    /// The same for a watch event, as the controller's watch stream decodes it.
+    #[test]
+    fn a_watch_event_with_a_value_nested_too_deep_still_decodes() {
+        let line = format!(r#"{{"type":"ADDED","object":{}}}"#, app("deep", &nested(200)));
+        let event: kube::core::WatchEvent<ApoloApp> = serde_json::from_str(&line).expect("the event decodes");
+        let kube::core::WatchEvent::Added(app) = event else { panic!("an ADDED event") };
+        assert!(app.spec.input.unwrap().value().is_err());
     }
 
     #[test]

@@ -153,7 +153,10 @@ impl Control {
 pub async fn layer(State(control): State<Control>, request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
-    let route = request.extensions().get::<MatchedPath>().map_or(path.clone(), |m| m.as_str().to_string());
+    // A request no route of the platform matches is counted as such, so a test can tell that a value
+    // built into a path sent a request nowhere the platform has.
+    let route =
+        request.extensions().get::<MatchedPath>().map_or(format!("{path} (no such route)"), |m| m.as_str().to_string());
     let Some(fault) = control.admit(&method, &route, &path) else {
         return next.run(request).await;
     };
