@@ -61,8 +61,7 @@ pub trait ManagedResource:
     }
 }
 
-/// Annotation: adopt the remote object with this id instead of finding or creating one.
-pub const EXTERNAL_ID: &str = "tether.dev/external-id";
+pub use crate::annotations::EXTERNAL_ID;
 
 /// The answer of looking up an id to adopt: `None` when the platform does not have it (the reconciler
 /// then refuses to create one; a delete is done).

@@ -5,6 +5,7 @@
 
 pub mod adapter;
 pub mod adapters;
+pub mod annotations;
 pub mod connection;
 pub mod connection_status;
 mod context;

@@ -27,14 +27,9 @@ use crate::status::{self, Outcome};
 use k8s_openapi::api::core::v1::Secret;
 use tether_api::connection::{ClusterConnection, Connection};
 
-/// The finalizer that holds a resource until its remote object is dealt with.
-pub const FINALIZER: &str = "tether.dev/finalizer";
+pub use crate::annotations::{FINALIZER, PAUSED, POLL_INTERVAL};
 /// The field manager of every write Tether makes.
 pub const FIELD_MANAGER: &str = "tether";
-/// Annotation: `"true"` stops all remote calls for the resource.
-pub const PAUSED: &str = "tether.dev/paused";
-/// Annotation: the resource's own drift-check period (`90s`, `5m`, `1h`).
-pub const POLL_INTERVAL: &str = "tether.dev/poll-interval";
 
 /// Runs the controller of one kind, over every namespace or only `namespace`, until `shutdown` resolves.
 pub async fn run<A: Adapter>(

@@ -19,8 +19,7 @@ use tether_api::{ApoloApp, AppService, CivisService, ConnectionKind, PeakWebapp,
 use crate::adapter::ManagedResource;
 use crate::error::Result;
 
-/// The finalizer that holds a Connection and its credential Secrets during their namespace's teardown.
-pub const IN_USE: &str = "tether.dev/in-use";
+pub use crate::annotations::IN_USE;
 
 /// How soon a held Connection is looked at again while its namespace's resources are deleted.
 const RECHECK: Duration = Duration::from_secs(2);

@@ -28,8 +28,7 @@ use crate::connection::Account;
 
 managed_resource!(AppService, AppServiceObservation);
 
-/// Annotation: a new value restarts the service once.
-pub const RESTART: &str = igz::RESTART_TOKEN;
+pub use crate::annotations::RESTART;
 
 /// The AppService adapter.
 pub struct Iguazio;

@@ -45,8 +45,7 @@ impl ManagedResource for CivisService {
     }
 }
 
-/// Annotation: an RFC 3339 time; a running service whose deployment is older is redeployed.
-pub const REDEPLOY: &str = "tether.dev/redeploy";
+pub use crate::annotations::REDEPLOY;
 
 /// The CivisService adapter.
 pub struct Civis;
