@@ -293,6 +293,10 @@ async fn hostile_inputs_of_every_kind_never_crash_leak_or_misroute() {
     let mut clustered = ubi("not-allowed", "", json!({}));
     clustered["spec"]["connectionRef"] = json!({"name": format!("{}-elsewhere", ns.name), "kind": "ClusterConnection"});
     objects.push(clustered);
+    // Ten more on the endpoint that never answers: they hold their own connection's workers only.
+    for i in 0..10 {
+        objects.push(ubi(&format!("hang-{i}"), "ubiops-hang", json!({})));
+    }
     apply(&ns.name, &objects);
     // A Peak image change without a version: the new image's latest, not an InvalidSpec.
     kubectl(&[
@@ -374,14 +378,16 @@ async fn hostile_inputs_of_every_kind_never_crash_leak_or_misroute() {
     assert!(pending.is_empty(), "{} cases without their verdict:\n{}", pending.len(), pending.join("\n"));
     wait_healthy("the healthy resources stay Ready beside the hostile ones");
     // A healthy resource created now converges too: no worker is wedged by the hanging endpoints.
+    let created = Instant::now();
     apply(&ns.name, &[ubi("latecomer", "ubiops", json!({})), peak("latecomer", json!({}))]);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !(is_ready(&status_of(&ns.name, "ubiservice/latecomer"))
         && is_ready(&status_of(&ns.name, "peakwebapp/latecomer")))
     {
         assert!(Instant::now() < deadline, "the latecomers did not converge beside the hostile resources");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    eprintln!("latecomers Ready {:?} after creation, beside 11 resources on a hanging endpoint", created.elapsed());
 
     // The same process all along, under the chart's memory limit.
     let mut first = first;
