@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::{Api, Client};
-use tether_api::connection::{ClusterConnection, Connection, ConnectionSettings, Credentials};
+use tether_api::connection::{ConnectionSettings, Credentials};
 use tether_api::{ConnectionKind, ConnectionRef, Platform, SecretKeySelector};
 use tether_platforms::{HttpConfig, Secret};
 
 use crate::error::{Error, Result};
+use crate::sources::Sources;
 
 /// A platform account, ready for a client.
 #[derive(Clone, Debug)]
@@ -67,7 +66,7 @@ pub enum Dependency {
 /// allowed here, and reads its credentials. Every object it reads, or looks for and misses, is pushed to
 /// `dependencies`, also when it fails.
 pub async fn resolve(
-    client: &Client,
+    sources: &Sources,
     namespace: &str,
     reference: &ConnectionRef,
     platform: Platform,
@@ -77,19 +76,15 @@ pub async fn resolve(
         ConnectionKind::Connection => {
             dependencies
                 .push(Dependency::Connection { namespace: namespace.to_string(), name: reference.name.clone() });
-            let api: Api<Connection> = Api::namespaced(client.clone(), namespace);
-            let conn = api
-                .get_opt(&reference.name)
-                .await?
+            let conn = sources
+                .connection(namespace, &reference.name)
                 .ok_or_else(|| Error::Connection(format!("Connection {namespace}/{} not found", reference.name)))?;
-            (conn.spec.settings, Some(namespace.to_string()), identity(namespace, reference))
+            (conn.spec.settings.clone(), Some(namespace.to_string()), identity(namespace, reference))
         }
         ConnectionKind::ClusterConnection => {
             dependencies.push(Dependency::ClusterConnection { name: reference.name.clone() });
-            let api: Api<ClusterConnection> = Api::all(client.clone());
-            let conn = api
-                .get_opt(&reference.name)
-                .await?
+            let conn = sources
+                .cluster_connection(&reference.name)
                 .ok_or_else(|| Error::Connection(format!("ClusterConnection {} not found", reference.name)))?;
             let allowed = conn.spec.allowed_namespaces.iter().any(|n| n == "*" || n == namespace);
             if !allowed {
@@ -98,7 +93,7 @@ pub async fn resolve(
                     reference.name
                 )));
             }
-            (conn.spec.settings, None, identity(namespace, reference))
+            (conn.spec.settings.clone(), None, identity(namespace, reference))
         }
     };
     if settings.platform != platform {
@@ -107,7 +102,7 @@ pub async fn resolve(
             reference.name, settings.platform
         )));
     }
-    account(client, &settings, secret_namespace.as_deref(), &identity, dependencies).await
+    account(sources, &settings, secret_namespace.as_deref(), &identity, dependencies).await
 }
 
 /// How a resource in `namespace` names the connection `reference` points at, as [`Account::connection`].
@@ -122,14 +117,14 @@ pub fn identity(namespace: &str, reference: &ConnectionRef) -> String {
 /// (in `secret_namespace` for a Connection; a ClusterConnection's selectors name theirs). `identity` names
 /// the connection ([`Account::connection`]).
 pub async fn account(
-    client: &Client,
+    sources: &Sources,
     settings: &ConnectionSettings,
     secret_namespace: Option<&str>,
     identity: &str,
     dependencies: &mut Vec<Dependency>,
 ) -> Result<Account> {
     use std::hash::{Hash, Hasher};
-    let credentials = read_credentials(client, &settings.credentials, secret_namespace, dependencies).await?;
+    let credentials = read_credentials(sources, &settings.credentials, secret_namespace, dependencies).await?;
     // In memory only, never shown: a digest to compare, not a way back to the values.
     let mut digest = std::collections::hash_map::DefaultHasher::new();
     serde_json::to_string(settings).unwrap_or_default().hash(&mut digest);
@@ -157,7 +152,7 @@ fn http_config(settings: &ConnectionSettings) -> Result<HttpConfig> {
 
 /// Reads every credential the connection names.
 async fn read_credentials(
-    client: &Client,
+    sources: &Sources,
     credentials: &Credentials,
     connection_namespace: Option<&str>,
     dependencies: &mut Vec<Dependency>,
@@ -174,7 +169,7 @@ async fn read_credentials(
         let namespace = connection_namespace
             .or(selector.namespace.as_deref())
             .ok_or_else(|| Error::Connection(format!("credential {name} names no Secret namespace")))?;
-        let value = read_key(client, namespace, selector, dependencies).await.map_err(Error::Connection)?;
+        let value = read_key(sources, namespace, selector, dependencies).await.map_err(Error::Connection)?;
         values.insert(name, Secret::new(value.trim().to_string()));
     }
     Ok(values)
@@ -183,14 +178,14 @@ async fn read_credentials(
 /// Reads the Secret values a spec refers to (e.g. environment variables from Secrets), in the resource's
 /// namespace, by the name the spec gives each; every Secret read is pushed to `dependencies`.
 pub async fn read_values(
-    client: &Client,
+    sources: &Sources,
     namespace: &str,
     selectors: &[(String, SecretKeySelector)],
     dependencies: &mut Vec<Dependency>,
 ) -> Result<BTreeMap<String, Secret>> {
     let mut values = BTreeMap::new();
     for (name, selector) in selectors {
-        let value = read_key(client, namespace, selector, dependencies).await.map_err(Error::InvalidSpec)?;
+        let value = read_key(sources, namespace, selector, dependencies).await.map_err(Error::InvalidSpec)?;
         values.insert(name.clone(), Secret::new(value));
     }
     Ok(values)
@@ -198,15 +193,14 @@ pub async fn read_values(
 
 /// One key of one Secret; a missing Secret or key is a message.
 async fn read_key(
-    client: &Client,
+    sources: &Sources,
     namespace: &str,
     selector: &SecretKeySelector,
     dependencies: &mut Vec<Dependency>,
 ) -> std::result::Result<String, String> {
     dependencies.push(Dependency::Secret { namespace: namespace.to_string(), name: selector.name.clone() });
-    let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
-    let secret = api
-        .get_opt(&selector.name)
+    let secret = sources
+        .secret(namespace, &selector.name)
         .await
         .map_err(|e| format!("reading Secret {namespace}/{}: {e}", selector.name))?
         .ok_or_else(|| format!("Secret {namespace}/{} not found", selector.name))?;

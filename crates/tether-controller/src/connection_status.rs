@@ -3,16 +3,13 @@
 //! period and as soon as the connection or one of its Secrets changes. So a wrong key shows on the
 //! Connection itself, not only on the resources that use it.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -26,9 +23,10 @@ use tether_platforms::Error as PlatformError;
 
 use crate::adapter::Adapter;
 use crate::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
-use crate::connection::{self, Dependency};
+use crate::connection::{self};
 use crate::error::Error;
 use crate::reconciler::{Config, FIELD_MANAGER};
+use crate::sources::Sources;
 use crate::status::{reasons, types};
 
 /// What the status controller needs of a Connection or a ClusterConnection.
@@ -84,50 +82,50 @@ impl ConnectionObject for ClusterConnection {
 
 struct Context<K: ConnectionObject> {
     client: kube::Client,
+    sources: Arc<Sources>,
     config: Config,
-    dependencies: Arc<Mutex<HashMap<ObjectRef<K>, Vec<Dependency>>>>,
+    dependencies: Arc<crate::dependencies::Index<ObjectRef<K>>>,
 }
 
-/// Keeps the status of the Connections (of `namespace`, or all) until `shutdown` resolves.
+/// Keeps the status of the Connections (of `namespace`, or all, as `sources` covers) until `shutdown`
+/// resolves.
 pub async fn run_connections(
-    client: kube::Client,
+    sources: Arc<Sources>,
     namespace: Option<&str>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (api, secrets) = match namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+    let api = match namespace {
+        Some(ns) => Api::namespaced(sources.client().clone(), ns),
+        None => Api::all(sources.client().clone()),
     };
-    run::<Connection>(client, api, secrets, config, shutdown).await;
+    run::<Connection>(sources, api, config, shutdown).await;
 }
 
 /// Keeps the status of the ClusterConnections until `shutdown` resolves.
 pub async fn run_cluster_connections(
-    client: kube::Client,
+    sources: Arc<Sources>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (api, secrets) = (Api::all(client.clone()), Api::all(client.clone()));
-    run::<ClusterConnection>(client, api, secrets, config, shutdown).await;
+    let api = Api::all(sources.client().clone());
+    run::<ClusterConnection>(sources, api, config, shutdown).await;
 }
 
 async fn run<K: ConnectionObject>(
-    client: kube::Client,
+    sources: Arc<Sources>,
     api: Api<K>,
-    secrets: Api<PartialObjectMeta<Secret>>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let context = Arc::new(Context::<K> { client, config, dependencies: Arc::default() });
-    let index = context.dependencies.clone();
+    let client = sources.client().clone();
+    let context = Arc::new(Context::<K> { client, sources: sources.clone(), config, dependencies: Arc::default() });
+    let (index, everyone) = (context.dependencies.clone(), context.dependencies.clone());
+    // A changed credential Secret checks its connections again at once.
+    let woken =
+        crate::sources::woken(sources.subscribe(), move |changed| index.readers(changed), move || everyone.all());
     Controller::new(api, watcher::Config::default())
-        .watches(secrets, watcher::Config::default(), move |secret| {
-            let changed =
-                Dependency::Secret { namespace: secret.namespace().unwrap_or_default(), name: secret.name_any() };
-            let index = index.lock().unwrap_or_else(|p| p.into_inner());
-            index.iter().filter(|(_, deps)| deps.contains(&changed)).map(|(r, _)| r.clone()).collect::<Vec<_>>()
-        })
+        .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, |_, _, _| Action::requeue(Duration::from_secs(30)), context)
         .for_each(|result| async move {
@@ -147,9 +145,9 @@ async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> R
     let identity = format!("{}/{}", K::kind(&()), conn.name_any());
     let mut dependencies = Vec::new();
     let account =
-        connection::account(&ctx.client, settings, conn.secret_namespace().as_deref(), &identity, &mut dependencies)
+        connection::account(&ctx.sources, settings, conn.secret_namespace().as_deref(), &identity, &mut dependencies)
             .await;
-    ctx.dependencies.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(conn.as_ref()), dependencies);
+    ctx.dependencies.set(&ObjectRef::from_obj(conn.as_ref()), dependencies);
     let verdict = match account {
         Ok(account) => verify(settings.platform, &account).await.map_err(Error::platform("verify")),
         Err(e) => Err(e),

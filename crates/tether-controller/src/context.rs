@@ -7,15 +7,16 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 
 use crate::adapter::{Adapter, ManagedResource, Request};
-use crate::connection::{self, Dependency};
+use crate::connection::{self};
 use crate::error::{Error, Result};
 use crate::lanes::Lanes;
 use crate::metrics::Metrics;
 use crate::own_writes::OwnWrites;
 use crate::reconciler::FIELD_MANAGER;
+use crate::sources::Sources;
 
 /// Timing of the loop.
 #[derive(Clone, Debug)]
@@ -56,6 +57,8 @@ impl Default for Config {
 pub struct Context<A: Adapter> {
     /// The Kubernetes client.
     pub client: kube::Client,
+    /// Where Connections and Secrets are read from.
+    pub(crate) sources: Arc<Sources>,
     /// Publishes Kubernetes Events about the resources.
     pub(crate) recorder: Recorder,
     /// Timing.
@@ -78,22 +81,18 @@ pub struct Context<A: Adapter> {
 /// account it was built for.
 pub(crate) type Clients<C> = HashMap<String, (u64, Arc<C>)>;
 
-/// Which Connections, ClusterConnections and Secrets each resource's account was last read from.
-pub(crate) type Dependencies<K> = Arc<Mutex<HashMap<ObjectRef<K>, Vec<Dependency>>>>;
-
-/// The resources whose account was read from `dependency`.
-pub(crate) fn dependents<K: ManagedResource>(index: &Dependencies<K>, dependency: &Dependency) -> Vec<ObjectRef<K>> {
-    let index = index.lock().unwrap_or_else(|p| p.into_inner());
-    index.iter().filter(|(_, deps)| deps.contains(dependency)).map(|(r, _)| r.clone()).collect()
-}
+/// Which Connections, ClusterConnections and Secrets each resource's last reconcile read, both ways.
+pub(crate) type Dependencies<K> = Arc<crate::dependencies::Index<ObjectRef<K>>>;
 
 impl<A: Adapter> Context<A> {
     /// A context for one kind.
-    pub fn new(client: kube::Client, config: Config) -> Arc<Self> {
+    pub fn new(sources: Arc<Sources>, config: Config) -> Arc<Self> {
+        let client = sources.client().clone();
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
         Arc::new(Self {
             client,
+            sources,
             recorder,
             clients: Mutex::default(),
             failures: Mutex::default(),
@@ -131,23 +130,22 @@ impl<A: Adapter> Context<A> {
         let mut inputs = Default::default();
         if !selectors.is_empty() {
             let mut dependencies = Vec::new();
-            let read = connection::read_values(&self.client, &namespace, &selectors, &mut dependencies).await;
+            let read = connection::read_values(&self.sources, &namespace, &selectors, &mut dependencies).await;
             let reference = ObjectRef::from_obj(cr);
-            let mut index = self.dependencies.lock().unwrap_or_else(|p| p.into_inner());
-            index.entry(reference).or_default().extend(dependencies);
-            drop(index);
+            self.dependencies.add(&reference, dependencies);
             inputs = read?;
         }
         let mut outputs = std::collections::BTreeMap::new();
         let mut outputs_secret = None;
-        if let Some(name) = cr.outputs_secret() {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            if let Some(secret) = api.get_opt(name).await? {
-                for (key, value) in secret.data.iter().flatten() {
-                    outputs.insert(key.clone(), String::from_utf8_lossy(&value.0).into_owned());
-                }
-                outputs_secret = Some(secret);
+        let stored = match cr.outputs_secret() {
+            Some(name) => self.sources.secret(&namespace, name).await?,
+            None => None,
+        };
+        if let Some(secret) = stored {
+            for (key, value) in secret.data.iter().flatten() {
+                outputs.insert(key.clone(), String::from_utf8_lossy(&value.0).into_owned());
             }
+            outputs_secret = Some(Secret::clone(&secret));
         }
         let mut request = Request::new(cr, inputs, outputs);
         request.outputs_secret = std::sync::Mutex::new(outputs_secret);
@@ -161,7 +159,7 @@ impl<A: Adapter> Context<A> {
     pub(crate) fn forget(&self, reference: &ObjectRef<A::Resource>) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
         self.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
-        self.dependencies.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
+        self.dependencies.forget(reference);
         self.own_writes.forget(reference);
         self.lanes.forget(reference);
         if let Some(metrics) = &self.config.metrics {
@@ -173,8 +171,8 @@ impl<A: Adapter> Context<A> {
         let namespace = cr.namespace().unwrap_or_default();
         let mut dependencies = Vec::new();
         let account =
-            connection::resolve(&self.client, &namespace, cr.connection_ref(), A::PLATFORM, &mut dependencies).await;
-        self.dependencies.lock().unwrap_or_else(|p| p.into_inner()).insert(ObjectRef::from_obj(cr), dependencies);
+            connection::resolve(&self.sources, &namespace, cr.connection_ref(), A::PLATFORM, &mut dependencies).await;
+        self.dependencies.set(&ObjectRef::from_obj(cr), dependencies);
         let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let account = match account {
             Ok(account) => account,
@@ -251,12 +249,16 @@ mod tests {
     #[tokio::test]
     async fn a_resource_the_runtime_finds_gone_is_forgotten_everywhere() {
         let nowhere = kube::Config::new("http://127.0.0.1:9".parse().expect("a url"));
-        let ctx = Context::<UbiOps>::new(kube::Client::try_from(nowhere).expect("a client"), Config::default());
+        let client = kube::Client::try_from(nowhere).expect("a client");
+        let ctx = Context::<UbiOps>::new(Sources::unwatched(client), Config::default());
         let cr = service();
         let reference = ObjectRef::from_obj(&cr);
         ctx.failures.lock().unwrap().insert(reference.clone(), 3);
         ctx.retries.lock().unwrap().insert(reference.clone(), Duration::from_secs(8));
-        ctx.dependencies.lock().unwrap().insert(reference.clone(), vec![]);
+        ctx.dependencies.set(
+            &reference,
+            vec![crate::connection::Dependency::Secret { namespace: "team".into(), name: "key".into() }],
+        );
         ctx.own_writes.record(&cr, Some("2".into()));
         ctx.lanes.reconciled(&cr);
         assert!(ctx.own_writes.is_stale(&cr));
@@ -267,7 +269,7 @@ mod tests {
 
         assert!(ctx.failures.lock().unwrap().is_empty());
         assert!(ctx.retries.lock().unwrap().is_empty());
-        assert!(ctx.dependencies.lock().unwrap().is_empty());
+        assert!(ctx.dependencies.is_empty());
         assert!(!ctx.own_writes.is_stale(&cr), "no write remembered");
         assert_eq!(ctx.lanes.lane(&cr, true), Lane::Change, "never seen, as if new");
     }

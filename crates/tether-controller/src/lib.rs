@@ -9,12 +9,14 @@ pub mod annotations;
 pub mod connection;
 pub mod connection_status;
 mod context;
+mod dependencies;
 pub mod error;
 pub mod lanes;
 pub mod metrics;
 mod own_writes;
 mod plan;
 pub mod reconciler;
+pub mod sources;
 pub mod status;
 pub mod teardown;
 

@@ -8,75 +8,77 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DynamicObject, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{Predicate as _, WatchStreamExt as _, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tether_platforms::Error as PlatformError;
 
 use crate::adapter::{Adapter, Deletion, ManagedResource, Observation, Request};
-use crate::connection::Dependency;
 pub use crate::context::{Config, Context};
-use crate::context::{Dependencies, dependents};
 use crate::error::{Error, Result};
-use crate::lanes::{Lane, Lanes};
+use crate::lanes::Lane;
 use crate::plan::{self, DeleteNext, Next, Pace, Start};
+use crate::sources::Sources;
 use crate::status::{self, Outcome};
 use k8s_openapi::api::core::v1::Secret;
-use tether_api::connection::{ClusterConnection, Connection};
 
 pub use crate::annotations::{FINALIZER, PAUSED, POLL_INTERVAL};
 /// The field manager of every write Tether makes.
 pub const FIELD_MANAGER: &str = "tether";
 
-/// Runs the controller of one kind, over every namespace or only `namespace`, until `shutdown` resolves.
+/// Runs the controller of one kind, over every namespace or only `namespace`, until `shutdown` resolves,
+/// with watches of its own for Connections and Secrets. A process running several kinds shares them:
+/// [`run_with`].
 pub async fn run<A: Adapter>(
     client: kube::Client,
     namespace: Option<&str>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let sources = Sources::start(client, namespace).await;
+    run_with::<A>(sources, namespace, config, shutdown).await;
+}
+
+/// [`run`] reading Connections, ClusterConnections and Secrets from `sources` (which cover `namespace`).
+pub async fn run_with<A: Adapter>(
+    sources: Arc<Sources>,
+    namespace: Option<&str>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = sources.client().clone();
     let api: Api<A::Resource> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let context = Context::<A>::new(client.clone(), config);
+    let context = Context::<A>::new(sources.clone(), config);
     // A fixed Secret or a Connection that appears reconciles the resources that read it, without waiting
-    // for their backoff. Secrets are watched by metadata only: their data never reaches this process here.
-    let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let connections: Api<Connection> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let wake = |index: Dependencies<A::Resource>, lanes: Arc<Lanes<A::Resource>>| {
-        move |dependency: Dependency| {
-            let woken = dependents(&index, &dependency);
+    // for their backoff.
+    let (index, lanes) = (context.dependencies.clone(), context.lanes.clone());
+    let everyone = context.dependencies.clone();
+    let woken = crate::sources::woken(
+        sources.subscribe(),
+        move |dependency| {
+            let woken = index.readers(dependency);
             lanes.wake(&woken);
             woken
-        }
-    };
-    let by_secret = wake(context.dependencies.clone(), context.lanes.clone());
-    let by_connection = wake(context.dependencies.clone(), context.lanes.clone());
-    let by_cluster_connection = wake(context.dependencies.clone(), context.lanes.clone());
+        },
+        move || everyone.all(),
+    );
+    // A resource is reconciled for what a human or GitOps tool changes (spec, annotations, labels,
+    // finalizers, deletion), not for a status write, Tether's own included: a failure's status write must
+    // not re-run the reconcile at once past its backoff or Retry-After, and a successful one must not cost
+    // a second round of platform calls. The store still sees every write.
+    let (reader, writer) = kube::runtime::reflector::store();
+    let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
+        .applied_objects()
+        .predicate_filter(kube::runtime::predicates::generation.combine(changes), Default::default());
     // No limit in the runtime: the lanes limit changes and drift checks apart.
-    Controller::new(api, watcher::Config::default())
+    Controller::for_stream(trigger, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
-        .watches(secrets, watcher::Config::default(), move |secret| {
-            let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
-            by_secret(Dependency::Secret { namespace, name })
-        })
-        .watches(connections, watcher::Config::default(), move |conn| {
-            let (namespace, name) = (conn.namespace().unwrap_or_default(), conn.name_any());
-            by_connection(Dependency::Connection { namespace, name })
-        })
-        .watches(Api::<ClusterConnection>::all(client), watcher::Config::default(), move |conn| {
-            by_cluster_connection(Dependency::ClusterConnection { name: conn.name_any() })
-        })
+        .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<A>, error_policy::<A>, context.clone())
         .for_each(move |result| {
@@ -89,6 +91,17 @@ pub async fn run<A: Adapter>(
             std::future::ready(())
         })
         .await;
+}
+
+/// A digest of what, besides the spec's generation, asks for a reconcile: annotations (pause, restart,
+/// redeploy, adopt, poll interval), labels, finalizers and the deletion mark.
+fn changes<K: Resource>(object: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = object.meta();
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    (&meta.annotations, &meta.labels, &meta.finalizers, meta.deletion_timestamp.as_ref().map(|t| t.0))
+        .hash(&mut digest);
+    Some(digest.finish())
 }
 
 /// The reference the runtime reports, as the kind's own.
@@ -113,7 +126,8 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
     );
     let reference = ObjectRef::from_obj(cr.as_ref());
     if ctx.own_writes.is_stale(&cr) {
-        // Its watch event is on the way and reconciles it again; the requeue is only a safety net.
+        // Its watch event is on the way (a spec, metadata or finalizer write reconciles it again; a status
+        // write only updates the store): look again soon.
         tracing::debug!(parent: &span, "the cache has not caught up with Tether's own write yet");
         return Ok(Action::requeue(ctx.config.converge_interval));
     }
@@ -423,6 +437,7 @@ async fn write_outputs<K: ManagedResource>(
         "data": data,
     });
     let written = api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await?;
+    ctx.sources.wrote(&written);
     *cr.outputs_secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(written);
     Ok(())
 }

@@ -179,15 +179,24 @@ async fn controllers(
     stop: Shared<BoxFuture<'static, ()>>,
 ) {
     use tether_controller::connection_status::{run_cluster_connections, run_connections};
-    let mut all = vec![run_cluster_connections(client.clone(), config.clone(), stop.clone()).boxed()];
+    use tether_controller::reconciler::run_with;
+    use tether_controller::sources::Sources;
+    let mut all = Vec::new();
+    let mut cluster_wide = None;
     for ns in namespaces {
         let ns = ns.as_deref();
-        all.push(run_connections(client.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(tether_controller::run::<Iguazio>(client.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(tether_controller::run::<Civis>(client.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(tether_controller::run::<Apolo>(client.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(tether_controller::run::<UbiOps>(client.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(tether_controller::run::<Peak>(client.clone(), ns, config.clone(), stop.clone()).boxed());
+        // One watch of Connections, ClusterConnections and Secrets per namespace for every kind.
+        let sources = Sources::start(client.clone(), ns).await;
+        cluster_wide.get_or_insert_with(|| sources.clone());
+        all.push(run_connections(sources.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(run_with::<Iguazio>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(run_with::<Civis>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(run_with::<Apolo>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(run_with::<UbiOps>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
+        all.push(run_with::<Peak>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
+    }
+    if let Some(sources) = cluster_wide {
+        all.push(run_cluster_connections(sources, config.clone(), stop.clone()).boxed());
     }
     futures::future::join_all(all).await;
 }

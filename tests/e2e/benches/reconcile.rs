@@ -8,6 +8,8 @@
 //!   writes (the simulator's counters), per resource, from the creates until all are Ready;
 //! - steady calls/res/period and steady api writes: the same over three drift periods after that (the
 //!   API writes must be 0: a reconcile that changes nothing writes nothing);
+//! - steady reads/res/period: GETs and LISTs of Connections, ClusterConnections and Secrets per resource
+//!   and drift period (0 when they come from the shared watches);
 //! - gone: time from deleting them all until every one (and its remote object) is gone.
 //!
 //! ```text
@@ -41,7 +43,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
         println!(
-            "{:<13} {:>4} {:>8} {:>8} {:>10} {:>11} {:>25} {:>19} {:>8}",
+            "{:<13} {:>4} {:>8} {:>8} {:>10} {:>11} {:>25} {:>19} {:>23} {:>8}",
             "kind",
             "N",
             "ready",
@@ -50,6 +52,7 @@ fn main() {
             "writes/res",
             "steady calls/res/period",
             "steady api writes",
+            "steady reads/res/period",
             "gone"
         );
         measure::<Iguazio>("iguazio", "appservice.yaml", "AppService", n, deadline).await;
@@ -90,8 +93,10 @@ async fn measure<A: Adapter>(platform: &str, file: &str, kind: &str, n: usize, d
     // The look each resource gets after its last status write, then the steady state.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (api_settled, sim_settled) = (api_writes(&client, &plural).await, sim_calls(&origin).await);
+    let reads_settled = api_reads(&client).await;
     tokio::time::sleep(DRIFT * 3).await;
     let (api_steady, sim_steady) = (api_writes(&client, &plural).await, sim_calls(&origin).await);
+    let steady_reads = api_reads(&client).await - reads_settled;
 
     let deleting = Instant::now();
     api.delete_collection(&DeleteParams::default(), &ListParams::default()).await.expect("deleted");
@@ -102,7 +107,7 @@ async fn measure<A: Adapter>(platform: &str, file: &str, kind: &str, n: usize, d
     let per = |count: u64| count as f64 / n as f64;
     let steady_api = api_steady - api_settled;
     println!(
-        "{:<13} {:>4} {:>7.1}s {:>8.1} {:>10.1} {:>11.1} {:>25.2} {:>19} {:>7.1}s",
+        "{:<13} {:>4} {:>7.1}s {:>8.1} {:>10.1} {:>11.1} {:>25.2} {:>19} {:>23.2} {:>7.1}s",
         kind,
         n,
         ready_after.as_secs_f64(),
@@ -111,6 +116,7 @@ async fn measure<A: Adapter>(platform: &str, file: &str, kind: &str, n: usize, d
         per(sim_converge.1 - sim_before.1),
         per(sim_steady.0 - sim_settled.0) / 3.0,
         steady_api,
+        steady_reads as f64 / n as f64 / 3.0,
         gone_after.as_secs_f64()
     );
     assert_eq!(steady_api, 0, "{kind}: API writes in the steady state");
@@ -161,9 +167,20 @@ async fn wait(
 /// Writes so far to the kind's objects (metadata and status), to Secrets and to Events, by kube-apiserver's
 /// own count. Creates of the kind are the benchmark's, not Tether's, and are left out.
 async fn api_writes(client: &Client, plural: &str) -> u64 {
+    api_counts(client, plural).await.0
+}
+
+/// Reads so far of Connections, ClusterConnections and Secrets (GET and LIST): what a reconcile would
+/// read to resolve its account, by kube-apiserver's own count. Watches are not requests it counts here.
+async fn api_reads(client: &Client) -> u64 {
+    api_counts(client, "").await.1
+}
+
+/// `(writes, reads)`: see [`api_writes`] and [`api_reads`].
+async fn api_counts(client: &Client, plural: &str) -> (u64, u64) {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(request).await.expect("kube-apiserver /metrics");
-    let mut total = 0;
+    let (mut total, mut reads) = (0, 0);
     for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
         let Some((labels, value)) = line.rsplit_once(' ') else { continue };
         let label = |key: &str| labels.split(&format!("{key}=\"")).nth(1).and_then(|rest| rest.split('"').next());
@@ -173,11 +190,15 @@ async fn api_writes(client: &Client, plural: &str) -> u64 {
             "secrets" | "events" => matches!(verb, "POST" | "PATCH" | "PUT" | "APPLY"),
             _ => false,
         };
+        let count = value.parse::<f64>().unwrap_or(0.0) as u64;
         if write {
-            total += value.parse::<f64>().unwrap_or(0.0) as u64;
+            total += count;
+        }
+        if matches!(resource, "connections" | "clusterconnections" | "secrets") && matches!(verb, "GET" | "LIST") {
+            reads += count;
         }
     }
-    total
+    (total, reads)
 }
 
 /// `(calls, writes)` the simulator has answered so far; a write is any call but a GET.

@@ -128,8 +128,10 @@ async fn a_connection_says_whether_the_platform_accepts_its_credentials() {
     let client = ns.client.clone();
     connect(&client, &ns.name, "ubiops", &sim.url, "token", "wrong-token").await;
     let (c, n) = (client.clone(), ns.name.clone());
-    let _controller =
-        tokio::spawn(async move { run_connections(c, Some(&n), patient(), std::future::pending()).await });
+    let _controller = tokio::spawn(async move {
+        let sources = tether_controller::sources::Sources::start(c, Some(&n)).await;
+        run_connections(sources, Some(&n), patient(), std::future::pending()).await
+    });
     let connections: Api<Connection> = Api::namespaced(client.clone(), &ns.name);
     let ready = |conn: Option<&Connection>| {
         let c = conn?.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;

@@ -362,11 +362,15 @@ async fn connection_verdicts_tell_the_truth() {
 
     let (c, n) = (client.clone(), ns.name.clone());
     let namespaced = tokio::spawn(async move {
-        tether_controller::connection_status::run_connections(c, Some(&n), test_config(), std::future::pending()).await
+        let sources = tether_controller::sources::Sources::start(c, Some(&n)).await;
+        tether_controller::connection_status::run_connections(sources, Some(&n), test_config(), std::future::pending())
+            .await
     });
     let c = client.clone();
     let clustered = tokio::spawn(async move {
-        tether_controller::connection_status::run_cluster_connections(c, test_config(), std::future::pending()).await
+        let sources = tether_controller::sources::Sources::start(c, None).await;
+        tether_controller::connection_status::run_cluster_connections(sources, test_config(), std::future::pending())
+            .await
     });
     settles_on(&connections, "peak", &BAD_CREDENTIALS, "a Connection with wrong credentials").await;
     settles_on(&cluster_connections, &cluster_name, &BAD_CREDENTIALS, "a ClusterConnection with wrong credentials")

@@ -187,7 +187,9 @@ async fn deleting_a_whole_namespace_deletes_its_remote_objects_and_completes() {
     let _peak_controller = spawn_controller::<Peak>(&client, &name);
     let (c, n) = (client.clone(), name.clone());
     let _connections = tokio::spawn(async move {
-        tether_controller::connection_status::run_connections(c, Some(&n), test_config(), std::future::pending()).await
+        let sources = tether_controller::sources::Sources::start(c, Some(&n)).await;
+        tether_controller::connection_status::run_connections(sources, Some(&n), test_config(), std::future::pending())
+            .await
     });
     let deleted = merged(&ubi.example, json!({"metadata": {"name": "goes"}, "spec": {"name": "goes"}}));
     let kept = merged(

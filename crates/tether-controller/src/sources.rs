@@ -1,0 +1,207 @@
+//! Where resources read their Connections, ClusterConnections and Secrets from: watch-fed stores shared
+//! by every controller of the process (one watch per type, not one per kind), so a reconcile makes no API
+//! read for them. A Secret is watched by metadata only; its data is read once per resourceVersion and
+//! kept, so a rotation costs one GET and a steady state none.
+//!
+//! Every change to one of these objects is published as a [`Dependency`]; each controller subscribes and
+//! wakes the resources whose account was read from it (its reverse dependency index).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client, ResourceExt};
+use tether_api::connection::{ClusterConnection, Connection};
+use tokio::sync::broadcast;
+
+use crate::connection::Dependency;
+use crate::error::Result;
+
+/// How many changes a slow subscriber may fall behind before it is told it lagged (and wakes every
+/// resource that depends on anything).
+const CHANGES_BUFFER: usize = 4096;
+
+/// Secrets as read, each with the resourceVersion it was read at.
+type SecretData = HashMap<ObjectRef<Secret>, (String, Arc<Secret>)>;
+
+/// The shared stores of one watch scope (a namespace, or the whole cluster).
+pub struct Sources {
+    client: Client,
+    /// The namespace the Connection and Secret watches cover (`None`: all).
+    namespace: Option<String>,
+    connections: Store<Connection>,
+    cluster_connections: Store<ClusterConnection>,
+    secrets: Store<PartialObjectMeta<Secret>>,
+    /// Secret data as read at a resourceVersion.
+    data: Mutex<SecretData>,
+    changes: broadcast::Sender<Dependency>,
+}
+
+impl Sources {
+    /// Starts the three watches of `namespace` (or of all namespaces) and returns once their first lists
+    /// are in. They run until the process ends.
+    pub async fn start(client: Client, namespace: Option<&str>) -> Arc<Self> {
+        let (changes, _) = broadcast::channel(CHANGES_BUFFER);
+        let scoped = |client: &Client| match namespace {
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let (connections_api, secrets_api): (Api<Connection>, Api<PartialObjectMeta<Secret>>) = scoped(&client);
+        let connections = watch(connections_api, changes.clone(), |c: &Connection| Dependency::Connection {
+            namespace: c.namespace().unwrap_or_default(),
+            name: c.name_any(),
+        });
+        let cluster_connections =
+            watch(Api::<ClusterConnection>::all(client.clone()), changes.clone(), |c: &ClusterConnection| {
+                Dependency::ClusterConnection { name: c.name_any() }
+            });
+        // By metadata only: Secret data never travels on the watch.
+        let secrets = watch(secrets_api, changes.clone(), |s: &PartialObjectMeta<Secret>| Dependency::Secret {
+            namespace: s.namespace().unwrap_or_default(),
+            name: s.name_any(),
+        });
+        let _ = connections.wait_until_ready().await;
+        let _ = cluster_connections.wait_until_ready().await;
+        let _ = secrets.wait_until_ready().await;
+        Arc::new(Self {
+            client,
+            namespace: namespace.map(str::to_string),
+            connections,
+            cluster_connections,
+            secrets,
+            data: Mutex::default(),
+            changes,
+        })
+    }
+
+    /// Sources whose stores stay empty (no watch runs): for tests of what needs none.
+    #[doc(hidden)]
+    pub fn unwatched(client: Client) -> Arc<Self> {
+        let (changes, _) = broadcast::channel(1);
+        Arc::new(Self {
+            client,
+            namespace: None,
+            connections: reflector::store().0,
+            cluster_connections: reflector::store().0,
+            secrets: reflector::store().0,
+            data: Mutex::default(),
+            changes,
+        })
+    }
+
+    /// The changes to Connections, ClusterConnections and Secrets from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Dependency> {
+        self.changes.subscribe()
+    }
+
+    /// The Kubernetes client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The Connection `namespace/name`, as the watch last saw it.
+    pub fn connection(&self, namespace: &str, name: &str) -> Option<Arc<Connection>> {
+        self.connections.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The ClusterConnection `name`, as the watch last saw it.
+    pub fn cluster_connection(&self, name: &str) -> Option<Arc<ClusterConnection>> {
+        self.cluster_connections.get(&ObjectRef::new(name))
+    }
+
+    fn covers(&self, namespace: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    }
+
+    /// The Secret `namespace/name` with its data: read from the API only when the watch shows a
+    /// resourceVersion not read before (or for a namespace outside the watch, e.g. a ClusterConnection's
+    /// Secret in another namespace: read each time).
+    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Arc<Secret>>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        if !self.covers(namespace) {
+            return Ok(api.get_opt(name).await?.map(Arc::new));
+        }
+        let key = ObjectRef::new(name).within(namespace);
+        let Some(meta) = self.secrets.get(&ObjectRef::new(name).within(namespace)) else {
+            return Ok(None);
+        };
+        let version = meta.resource_version().unwrap_or_default();
+        if let Some((read_at, secret)) = self.data.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+            && *read_at == version
+        {
+            return Ok(Some(secret.clone()));
+        }
+        let Some(secret) = api.get_opt(name).await?.map(Arc::new) else { return Ok(None) };
+        let read_at = secret.resource_version().unwrap_or_default();
+        self.data.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (read_at, secret.clone()));
+        Ok(Some(secret))
+    }
+
+    /// Records Tether's own write of a Secret, so the next read needs no GET.
+    pub fn wrote(&self, secret: &Secret) {
+        let (Some(namespace), Some(version)) = (secret.namespace(), secret.resource_version()) else { return };
+        let key = ObjectRef::new(&secret.name_any()).within(&namespace);
+        self.data.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (version, Arc::new(secret.clone())));
+    }
+}
+
+/// A reflector of `api` that publishes each change as its dependency; its store.
+fn watch<K>(
+    api: Api<K>,
+    changes: broadcast::Sender<Dependency>,
+    dependency: impl Fn(&K) -> Dependency + Send + 'static,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).touched_objects();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(object) => {
+                    let _ = changes.send(dependency(&object));
+                }
+                Err(error) => tracing::debug!(%error, kind = %K::kind(&()), "shared watch"),
+            }
+        }
+    });
+    reader
+}
+
+/// The resources to reconcile again as changes arrive on `changes`: those `dependents` names for each
+/// (a controller's reverse dependency index), or, when this subscriber fell behind and lost changes,
+/// `everyone` it knows of.
+pub fn woken<K, D, E>(
+    changes: broadcast::Receiver<Dependency>,
+    dependents: D,
+    everyone: E,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + 'static,
+    D: Fn(&Dependency) -> Vec<ObjectRef<K>> + Send + 'static,
+    E: Fn() -> Vec<ObjectRef<K>> + Send + 'static,
+{
+    futures::stream::unfold((changes, dependents, everyone), |(mut changes, dependents, everyone)| async move {
+        loop {
+            let woken = match changes.recv().await {
+                Ok(dependency) => dependents(&dependency),
+                Err(broadcast::error::RecvError::Lagged(lost)) => {
+                    tracing::debug!(lost, "fell behind the connection and Secret changes: waking everyone");
+                    everyone()
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if !woken.is_empty() {
+                return Some((futures::stream::iter(woken), (changes, dependents, everyone)));
+            }
+        }
+    })
+    .flatten()
+}
