@@ -91,6 +91,8 @@ pub struct Request<'a, R> {
     pub shared_read_age: std::time::Duration,
     published: Mutex<BTreeMap<String, String>>,
     warnings: Mutex<Vec<(&'static str, String)>>,
+    /// What `observe` read of the remote object, for `update` or `delete` in the same reconcile.
+    observed: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 impl<'a, R> Request<'a, R> {
@@ -105,7 +107,20 @@ impl<'a, R> Request<'a, R> {
             shared_read_age,
             published: Mutex::default(),
             warnings: Mutex::default(),
+            observed: Mutex::default(),
         }
+    }
+
+    /// Keeps what `observe` just read of the remote object, so that an `update` or `delete` of the same
+    /// reconcile acts on it instead of reading it again (crossplane passes the observation the same way).
+    pub fn remember<T: std::any::Any + Send>(&self, remote: T) {
+        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(remote));
+    }
+
+    /// What [`remember`](Self::remember) kept, if it is a `T`: taken, so it serves one verb.
+    pub fn recall<T: std::any::Any + Send>(&self) -> Option<T> {
+        let kept = self.observed.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        kept.downcast::<T>().ok().map(|b| *b)
     }
 
     /// Something a human should know that does not stop the reconcile (e.g. several remote objects carry
@@ -241,4 +256,20 @@ pub trait Adapter: Send + Sync + 'static {
         cr: &Request<'_, Self::Resource>,
         external_id: &str,
     ) -> impl Future<Output = Result<Deletion, PlatformError>> + Send;
+}
+
+#[cfg(test)]
+mod remembered {
+    use super::Request;
+
+    #[test]
+    fn what_observe_read_serves_one_verb_of_its_own_type() {
+        let request = Request::new(&(), Default::default(), Default::default());
+        assert_eq!(request.recall::<String>(), None, "nothing kept");
+        request.remember(String::from("the service as observed"));
+        assert_eq!(request.recall::<u32>(), None, "another type is not it");
+        request.remember(String::from("the service as observed"));
+        assert_eq!(request.recall::<String>().as_deref(), Some("the service as observed"));
+        assert_eq!(request.recall::<String>(), None, "taken: a second verb reads the platform again");
+    }
 }

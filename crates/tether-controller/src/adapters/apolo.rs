@@ -39,6 +39,12 @@ fn input(cr: &ApoloApp) -> Result<Value, PlatformError> {
     }
 }
 
+/// What `observe` read, for `update` and `delete`: the app and, when it was read, its current input.
+struct Observed {
+    app: App,
+    input: Option<serde_json::Map<String, Value>>,
+}
+
 fn scoped(client: &Client, cr: &ApoloApp) -> Client {
     client.with_scope(&cr.spec.cluster, &cr.spec.org, &cr.spec.project)
 }
@@ -125,8 +131,10 @@ impl Adapter for Apolo {
         let client = scoped(client, cr);
         let Some(app) = find(&client, cr).await? else { return Ok(Observation::Absent) };
         let settled = !matches!(app.state.as_str(), "queued" | "progressing" | "uninstalling");
+        let mut read_input = None;
         let up_to_date = !settled || {
             let current = client.input(&app.id, None).await?;
+            read_input = Some(current.clone());
             match cr.spec.rollback_to_revision {
                 // Pinned to a revision: its input is the declared one, whatever the spec's input says.
                 Some(revision) => current.get("input") == pinned_input(&client, &app.id, revision).await?.as_ref(),
@@ -175,7 +183,9 @@ impl Adapter for Apolo {
         if let Some(url) = app.endpoints.first() {
             outputs.insert("endpoint".into(), url.clone());
         }
-        Ok(Observation::Present { external_id: app.id.clone(), up_to_date, ready, at_provider, outputs })
+        let external_id = app.id.clone();
+        cr.remember(Observed { app, input: read_input });
+        Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
     }
 
     async fn create(client: &Client, cr: &Request<'_, ApoloApp>) -> Result<String, PlatformError> {
@@ -194,13 +204,19 @@ impl Adapter for Apolo {
             client.rollback(external_id, i64::from(revision), Some("rollbackToRevision, applied by Tether")).await?;
             return Ok(());
         }
-        let app = client.get(external_id).await?;
+        let (app, read_input) = match cr.recall::<Observed>().filter(|o| o.app.id == external_id) {
+            Some(Observed { app, input }) => (app, input),
+            None => (client.get(external_id).await?, None),
+        };
         let upgrade = (cr.spec.template_version != "latest" && cr.spec.template_version != app.template_version)
             .then_some(cr.spec.template_version.as_str());
         let name = display_name(cr);
         let rename = (app.display_name != name).then_some(name.as_str());
         let desired = input(cr)?;
-        let current = client.input(external_id, None).await?;
+        let current = match read_input {
+            Some(current) => current,
+            None => client.input(external_id, None).await?,
+        };
         let new_input = (current.get("input") != Some(&desired)).then_some(&desired);
         let configured = client.configure(external_id, new_input, rename, upgrade, Some("applied by Tether")).await;
         match (configured, upgrade) {
@@ -211,7 +227,11 @@ impl Adapter for Apolo {
 
     async fn delete(client: &Client, cr: &Request<'_, ApoloApp>, external_id: &str) -> Result<Deletion, PlatformError> {
         let client = scoped(client, cr);
-        match client.get(external_id).await {
+        let read = match cr.recall::<Observed>().filter(|o| o.app.id == external_id) {
+            Some(observed) => Ok(observed.app),
+            None => client.get(external_id).await,
+        };
+        match read {
             Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
             Ok(app) if app.state == "uninstalled" => return Ok(Deletion::Gone),
             Ok(app) if app.state == "uninstalling" => return Ok(Deletion::InProgress),

@@ -141,6 +141,7 @@ impl Adapter for Peak {
         if !may_observe::<PeakWebapp>(cr, owner_mark(&remote).as_ref(), &object, &remote.id)? {
             return Ok(Observation::Absent);
         }
+        cr.remember(remote.clone());
         let settled = !matches!(remote.status.as_str(), "CREATING" | "DEPLOYING" | "DELETING");
         let up_to_date = !settled || changes(cr, &remote) == WebappFields::default();
         let ready = match remote.status.as_str() {
@@ -179,7 +180,10 @@ impl Adapter for Peak {
     }
 
     async fn update(client: &Client, cr: &Request<'_, PeakWebapp>, external_id: &str) -> Result<(), PlatformError> {
-        let remote = client.describe(external_id).await?;
+        let remote = match cr.recall::<Webapp>().filter(|w| w.id == external_id) {
+            Some(observed) => observed,
+            None => client.describe(external_id).await?,
+        };
         refuse_foreign(cr, &remote)?;
         let patch = changes(cr, &remote);
         if patch != WebappFields::default() {
@@ -193,7 +197,11 @@ impl Adapter for Peak {
         cr: &Request<'_, PeakWebapp>,
         external_id: &str,
     ) -> Result<Deletion, PlatformError> {
-        match client.describe(external_id).await {
+        let read = match cr.recall::<Webapp>().filter(|w| w.id == external_id) {
+            Some(observed) => Ok(observed),
+            None => client.describe(external_id).await,
+        };
+        match read {
             Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
             // Another resource's webapp: deleting this resource deletes nothing of it.
             Ok(webapp) if foreign::<PeakWebapp>(cr, owner_mark(&webapp).as_ref()).is_some() => {

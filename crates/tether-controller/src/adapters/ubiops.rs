@@ -198,6 +198,7 @@ impl Adapter for UbiOps {
         }
         let status = client.services_status(&spec.project, &spec.name).await?;
         let up_to_date = differences(cr, &remote).is_empty();
+        cr.remember(remote.clone());
         let ready = if status.ready { Readiness::Ready } else { not_ready(client, spec, &remote).await? };
         let at_provider = UbiServiceObservation {
             state: Some(if status.ready { "ready" } else { "notReady" }.to_string()),
@@ -229,7 +230,10 @@ impl Adapter for UbiOps {
     }
 
     async fn update(client: &Client, cr: &Request<'_, UbiService>, _external_id: &str) -> Result<(), PlatformError> {
-        let remote = client.services_get(&cr.spec.project, &cr.spec.name).await?;
+        let remote = match cr.recall::<Service>() {
+            Some(observed) => observed,
+            None => client.services_get(&cr.spec.project, &cr.spec.name).await?,
+        };
         refuse_foreign(cr, &remote)?;
         let changes = differences(cr, &remote);
         if !changes.is_empty() {
@@ -243,7 +247,11 @@ impl Adapter for UbiOps {
         cr: &Request<'_, UbiService>,
         _external_id: &str,
     ) -> Result<Deletion, PlatformError> {
-        let remote = match client.services_get(&cr.spec.project, &cr.spec.name).await {
+        let read = match cr.recall::<Service>() {
+            Some(observed) => Ok(observed),
+            None => client.services_get(&cr.spec.project, &cr.spec.name).await,
+        };
+        let remote = match read {
             Ok(remote) => remote,
             Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
             Err(e) => return Err(e),

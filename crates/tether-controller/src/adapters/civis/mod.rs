@@ -262,7 +262,9 @@ impl Adapter for Civis {
             updated_at: text("updatedAt"),
         };
         let outputs = service.current_url.iter().map(|url| ("url".to_string(), url.clone())).collect();
-        Ok(Observation::Present { external_id: service.id.to_string(), up_to_date, ready, at_provider, outputs })
+        let external_id = service.id.to_string();
+        cr.remember((service, access));
+        Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
     }
 
     async fn create(client: &Client, cr: &Request<'_, CivisService>) -> Result<String, PlatformError> {
@@ -277,14 +279,20 @@ impl Adapter for Civis {
 
     async fn update(client: &Client, cr: &Request<'_, CivisService>, external_id: &str) -> Result<(), PlatformError> {
         let id: i64 = external_id.parse().map_err(|_| PlatformError::Decode(format!("service id {external_id:?}")))?;
-        let service = client.get(id).await?;
+        let (service, plan) = match cr.recall::<(Service, access::AccessPlan)>().filter(|(s, _)| s.id == id) {
+            Some((service, plan)) => (service, Some(plan)),
+            None => (client.get(id).await?, None),
+        };
         let changes = differences(cr, &service);
         let redeploy =
             changes.keys().any(|k| REDEPLOY_FIELDS.contains(&k.as_str())) || redeploy_requested(cr, &service)?;
         if !changes.is_empty() {
             client.patch(id, &changes).await?;
         }
-        let plan = access::plan(client, id, creator(&service), cr).await?;
+        let plan = match plan {
+            Some(plan) => plan,
+            None => access::plan(client, id, creator(&service), cr).await?,
+        };
         access::apply(client, id, plan, cr).await?;
         match (cr.spec.deployed, running(&service)) {
             (true, false) if redeploy || start_wanted(cr, &service) => drop(client.deploy(id, false).await?),
@@ -305,7 +313,11 @@ impl Adapter for Civis {
         external_id: &str,
     ) -> Result<Deletion, PlatformError> {
         let Ok(id) = external_id.parse::<i64>() else { return Ok(Deletion::Gone) };
-        let service = match client.get(id).await {
+        let read = match cr.recall::<(Service, access::AccessPlan)>().filter(|(s, _)| s.id == id) {
+            Some((observed, _)) => Ok(observed),
+            None => client.get(id).await,
+        };
+        let service = match read {
             Ok(service) => service,
             Err(PlatformError::NotFound(_)) => return Ok(Deletion::Gone),
             Err(e) => return Err(e),
