@@ -483,6 +483,46 @@ mod tests {
     use super::*;
     use crate::plan::parse_duration;
 
+    /// What triggers a reconcile: a spec, annotation, label, finalizer or deletion change does; a status
+    /// write (Tether's own after a failure, above all) does not.
+    #[test]
+    fn a_status_write_does_not_trigger_a_reconcile() {
+        use kube::runtime::Predicate as _;
+        let trigger = kube::runtime::predicates::generation.combine(changes);
+        let service = |patch: serde_json::Value| -> tether_api::UbiService {
+            let mut base = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService",
+                "metadata": {"name": "s", "namespace": "ns", "generation": 1, "resourceVersion": "1"},
+                "spec": {"connectionRef": {"name": "c"}, "project": "p", "name": "s", "deployment": "d", "port": 1}});
+            if let (Some(base), Some(patch)) = (base.as_object_mut(), patch.as_object()) {
+                for (k, v) in patch {
+                    base.insert(k.clone(), v.clone());
+                }
+            }
+            serde_json::from_value(base).unwrap()
+        };
+        let at_rest = trigger.hash_property(&service(json!({})));
+        let meta = |extra: serde_json::Value| {
+            let mut meta = json!({"name": "s", "namespace": "ns", "generation": 1, "resourceVersion": "2"});
+            for (k, v) in extra.as_object().unwrap() {
+                meta[k] = v.clone();
+            }
+            json!({ "metadata": meta })
+        };
+        let failed = json!({"metadata": {"name": "s", "namespace": "ns", "generation": 1, "resourceVersion": "2"},
+            "status": {"observedGeneration": 1, "conditions": [{"type": "Synced", "status": "False",
+                "reason": "Unavailable", "message": "503", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        assert_eq!(trigger.hash_property(&service(failed)), at_rest, "a status write");
+        for (what, patch) in [
+            ("a spec change", meta(json!({"generation": 2}))),
+            ("an annotation", meta(json!({"annotations": {PAUSED: "true"}}))),
+            ("a label", meta(json!({"labels": {"team": "a"}}))),
+            ("a finalizer", meta(json!({"finalizers": [FINALIZER]}))),
+            ("a deletion", meta(json!({"deletionTimestamp": "2026-01-01T00:00:00Z"}))),
+        ] {
+            assert_ne!(trigger.hash_property(&service(patch)), at_rest, "{what}");
+        }
+    }
+
     #[test]
     fn poll_interval_annotations_parse() {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
