@@ -137,6 +137,12 @@ async fn run<K: ConnectionObject>(
 }
 
 async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> Result<Action, Error> {
+    if let Some(shards) = &ctx.config.shards
+        && !shards.holds(&conn.namespace().unwrap_or_default(), &conn.name_any())
+    {
+        // Another replica's; a periodic look finds it when this process holds its shard.
+        return Ok(Action::requeue(ctx.config.poll_interval));
+    }
     let recheck = match conn.as_connection() {
         Some(connection) => crate::teardown::guard(connection, &ctx.client).await?,
         None => None,

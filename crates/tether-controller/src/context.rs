@@ -36,6 +36,8 @@ pub struct Config {
     pub reconcile_timeout: Duration,
     /// Where reconciles are counted and timed, if anywhere.
     pub metrics: Option<Arc<Metrics>>,
+    /// With sharding, the shards this process holds: resources of other shards are left alone.
+    pub shards: Option<Arc<crate::shards::Shards>>,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             concurrency: 0,
             reconcile_timeout: Duration::from_secs(300),
             metrics: None,
+            shards: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 mod own_writes;
 mod plan;
 pub mod reconciler;
+pub mod shards;
 pub mod sources;
 pub mod status;
 pub mod teardown;

@@ -72,6 +72,7 @@ pub async fn run_with<A: Adapter>(
     // not re-run the reconcile at once past its backoff or Retry-After, and a successful one must not cost
     // a second round of platform calls. The store still sees every write.
     let (reader, writer) = kube::runtime::reflector::store();
+    let taken_over = taken_over(context.config.shards.clone(), reader.clone());
     let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
         .applied_objects()
         .predicate_filter(kube::runtime::predicates::generation.combine(changes), Default::default());
@@ -79,6 +80,7 @@ pub async fn run_with<A: Adapter>(
     Controller::for_stream(trigger, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .reconcile_on(woken)
+        .reconcile_on(taken_over)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<A>, error_policy::<A>, context.clone())
         .for_each(move |result| {
@@ -91,6 +93,33 @@ pub async fn run_with<A: Adapter>(
             std::future::ready(())
         })
         .await;
+}
+
+/// The resources of each shard this process comes to hold, once it holds it: their earlier events were
+/// left to the replica that held it then.
+fn taken_over<K>(
+    shards: Option<Arc<crate::shards::Shards>>,
+    store: kube::runtime::reflector::Store<K>,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let Some(shards) = shards else { return futures::stream::empty().left_stream() };
+    let held = shards.subscribe();
+    futures::stream::unfold((held, 0u64, shards, store), |(mut held, before, shards, store)| async move {
+        held.changed().await.ok()?;
+        let now = *held.borrow_and_update();
+        let gained = now & !before;
+        let woken: Vec<ObjectRef<K>> = store
+            .state()
+            .iter()
+            .filter(|o| gained & (1 << shards.shard_of(&o.namespace().unwrap_or_default(), &o.name_any())) != 0)
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect();
+        Some((futures::stream::iter(woken), (held, now, shards, store)))
+    })
+    .flatten()
+    .right_stream()
 }
 
 /// A digest of what, besides the spec's generation, asks for a reconcile: annotations (pause, restart,
@@ -125,6 +154,12 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         lane = tracing::field::Empty,
     );
     let reference = ObjectRef::from_obj(cr.as_ref());
+    if let Some(shards) = &ctx.config.shards
+        && !shards.holds(&cr.namespace().unwrap_or_default(), &cr.name_any())
+    {
+        // Another replica's shard; reconciled here once this process holds it (see `run_with`).
+        return Ok(Action::await_change());
+    }
     if ctx.own_writes.is_stale(&cr) {
         // Its watch event is on the way (a spec, metadata or finalizer write reconciles it again; a status
         // write only updates the store): look again soon.

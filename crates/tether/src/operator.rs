@@ -61,6 +61,18 @@ pub struct RunArgs {
     /// How long a leader's Lease holds without renewal: a stopped leader is replaced within about this long.
     #[arg(long, env = "TETHER_LEADER_ELECTION_LEASE_SECONDS", default_value_t = 10)]
     lease_seconds: u64,
+    /// Split the resources into this many shards, by a stable hash of namespace/name, each reconciled by
+    /// one replica at a time. With leader election every shard has its own Lease (`<lease>-<shard>`): a
+    /// replica takes its own shard at once and, one lease period later, any shard no live replica holds,
+    /// so a standby takes over the shard of a replica that stops. Without it, a replica serves
+    /// --shard-index only.
+    #[arg(long, env = "TETHER_SHARDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(tether_controller::shards::MAX_SHARDS)))]
+    shards: u32,
+    /// This replica's own shard (default: the ordinal ending $POD_NAME, as a StatefulSet names its pods,
+    /// modulo --shards; else a hash of the pod's name).
+    #[arg(long, env = "TETHER_SHARD_INDEX")]
+    shard_index: Option<u32>,
 }
 
 /// Runs the operator until SIGTERM or SIGINT (or, with leader election, until the Lease is lost).
@@ -94,7 +106,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
 
-    let config = Config {
+    let mut config = Config {
         poll_interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
         concurrency: args.concurrency,
         reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),
@@ -104,6 +116,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let namespaces: Vec<Option<String>> =
         if args.namespace.is_empty() { vec![None] } else { args.namespace.iter().cloned().map(Some).collect() };
     tracing::info!(namespaces = ?args.namespace, leader_election = args.leader_election, "tether running");
+
+    if args.shards > 1 {
+        let shards = Arc::new(tether_controller::shards::Shards::new(args.shards));
+        config.shards = Some(shards.clone());
+        // A Deployment's pods have no ordinal: their names spread them over the shards instead.
+        let spread = || shards.shard_of("", &election_identity(&args).0);
+        let own = args.shard_index.or_else(ordinal).unwrap_or_else(spread) % args.shards;
+        if !args.leader_election {
+            tracing::info!(shard = own, shards = args.shards, "serving one shard");
+            shards.hold(own);
+            ready.store(true, Ordering::Relaxed);
+            controllers(client, &namespaces, config, stop).await;
+            return Ok(());
+        }
+        return sharded(&args, client, &namespaces, config, shards, own, ready, stop).await;
+    }
 
     if !args.leader_election {
         ready.store(true, Ordering::Relaxed);
@@ -165,6 +193,90 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Dropping the receiver releases the Lease, so a standby takes over at once.
     drop(leading);
     let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+    Ok(())
+}
+
+/// The ordinal a StatefulSet ends its pod names with (`tether-2`: 2).
+fn ordinal() -> Option<u32> {
+    std::env::var("POD_NAME").ok()?.rsplit('-').next()?.parse().ok()
+}
+
+/// The Lease namespace and this replica's identity in it.
+fn election_identity(args: &RunArgs) -> (String, String) {
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    (identity, namespace)
+}
+
+/// Runs the controllers over the shards this replica holds: its own shard's Lease at once, every other
+/// one after a lease period (so each replica first gets its own), each held until the process stops.
+/// Losing any Lease stops the process within [`LOST_LEASE_GRACE`], as a single leader does.
+#[allow(clippy::too_many_arguments)]
+async fn sharded(
+    args: &RunArgs,
+    client: kube::Client,
+    namespaces: &[Option<String>],
+    config: Config,
+    shards: Arc<tether_controller::shards::Shards>,
+    own: u32,
+    ready: Arc<AtomicBool>,
+    stop: Shared<BoxFuture<'static, ()>>,
+) -> anyhow::Result<()> {
+    let (identity, namespace) = election_identity(args);
+    let lease_seconds = args.lease_seconds.max(3);
+    let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let mut elections = Vec::new();
+    for shard in 0..shards.count() {
+        let name = format!("{}-{shard}", args.leader_election_lease);
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &name)
+            .with_namespace(&namespace)
+            .with_identity(&identity)
+            .with_duration(lease_seconds)
+            .with_grace((lease_seconds / 3).max(1))
+            .build()
+            .await
+            .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{name}: {e}"))?;
+        let (shards, lost_tx) = (shards.clone(), lost_tx.clone());
+        elections.push(tokio::spawn(async move {
+            if shard != own {
+                // The replica whose own shard it is gets a lease period to take it first.
+                tokio::time::sleep(Duration::from_secs(lease_seconds)).await;
+            }
+            let (mut leading, election) = manager.watch().await;
+            while !*leading.borrow_and_update() {
+                if leading.changed().await.is_err() {
+                    return;
+                }
+            }
+            tracing::info!(shard, lease = %name, "holding the shard");
+            shards.hold(shard);
+            while *leading.borrow_and_update() {
+                if leading.changed().await.is_err() {
+                    break;
+                }
+            }
+            let _ = lost_tx.send(shard);
+            drop(leading);
+            let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+        }));
+    }
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(%identity, own, shards = shards.count(), "contending for the shards");
+    let lost = async move { lost_rx.recv().await }.boxed().shared();
+    let until = futures::future::select(stop.clone(), lost.clone()).map(|_| ()).boxed().shared();
+    let abandon = lost.clone().then(|_| tokio::time::sleep(LOST_LEASE_GRACE));
+    tokio::select! {
+        () = controllers(client, namespaces, config, until) => {}
+        () = abandon => {}
+    }
+    if let Some(Some(shard)) = lost.now_or_never() {
+        anyhow::bail!("lost the Lease of shard {shard}: stopping so that a single replica reconciles it");
+    }
+    elections.iter().for_each(tokio::task::JoinHandle::abort);
     Ok(())
 }
 

@@ -174,3 +174,92 @@ async fn two_replicas_one_leader_and_a_takeover_after_kill_9() {
     );
     sims.clean_up();
 }
+
+/// Three replicas, three shards: each resource is created by exactly one replica, and when one is killed,
+/// another takes its shard over within 15 s and serves its resources.
+#[tokio::test]
+async fn three_shards_one_writer_each_and_a_takeover_after_kill_9() {
+    use tether_controller::shards::Shards;
+    let ns = TestNamespace::new("shards").await;
+    let sims = Sims::start(&ns.name, "ubiops", 100);
+    let dir = sims.dir.clone();
+    sims.apply(&ns.name, "examples/ubiservice.yaml");
+    let service = |name: &str| {
+        json!({"apiVersion": "tether.dev/v1alpha1", "kind": "UbiService", "metadata": {"name": name},
+               "spec": {"connectionRef": {"name": "ubiops"}, "project": "proj", "name": name,
+                        "deployment": "dep-1", "version": "v1", "port": 8080}})
+    };
+    let apply = |names: &[String]| {
+        let list =
+            json!({"apiVersion": "v1", "kind": "List", "items": names.iter().map(|n| service(n)).collect::<Vec<_>>()});
+        common::kubectl_with_input(&["apply", "-n", &ns.name, "-f", "-"], &list.to_string());
+    };
+    let names: Vec<String> = (0..30).map(|i| format!("svc-{i}")).collect();
+    apply(&names);
+
+    let lease = format!("tether-{}", ns.name);
+    let replica = |index: u32| {
+        let index = index.to_string();
+        let args = [
+            "--leader-election",
+            "--leader-election-namespace",
+            &ns.name,
+            "--leader-election-lease",
+            &lease,
+            "--lease-seconds",
+            "4",
+            "--shards",
+            "3",
+            "--shard-index",
+            &index,
+        ];
+        operator(&ns.name, &args, dir.join(format!("replica-{index}.log")))
+    };
+    let replicas: Vec<Operator> = (0..3).map(replica).collect();
+    let mut wait =
+        vec!["wait", "-n", ns.name.as_str(), "--for=condition=Ready", "--timeout=90s", "ubiservice", "--all"];
+    kubectl(&wait);
+
+    // Each resource was created by exactly one replica, the one holding its shard; none twice remotely.
+    let logs = |replicas: &[Operator]| -> Vec<String> {
+        replicas.iter().map(|r| std::fs::read_to_string(&r.log).unwrap_or_default()).collect()
+    };
+    let shards = Shards::new(3);
+    let created_by = |log: &str, name: &str| {
+        log.lines().any(|l| l.contains(&format!("name={name} ")) && l.contains("created the remote object"))
+    };
+    let texts = logs(&replicas);
+    for name in names.iter().chain(std::iter::once(&"scoring-api".to_string())) {
+        let by: Vec<usize> = (0..3).filter(|i| created_by(&texts[*i], name)).collect();
+        assert_eq!(by, [shards.shard_of(&ns.name, name) as usize], "{name} created by replicas {by:?}");
+    }
+    let state: Value = sim_json(&sims.origin("ubiops"), "/_sim/state").await;
+    let remote = state["projects"]["proj"]["services"].as_array().unwrap().len();
+    assert_eq!(remote, 31, "one remote service per resource");
+
+    // kill -9 the replica of shard 0: another takes the shard over and creates its new resources.
+    let mut replicas = replicas;
+    let killed = Instant::now();
+    drop(replicas.remove(0).process);
+    let late: Vec<String> =
+        (100..400).map(|i| format!("svc-{i}")).filter(|n| shards.shard_of(&ns.name, n) == 0).take(3).collect();
+    apply(&late);
+    let taken = |texts: &[String]| {
+        texts.iter().any(|t| t.lines().any(|l| l.contains("holding the shard") && l.contains("shard=0")))
+    };
+    while !taken(&logs(&replicas)) {
+        assert!(killed.elapsed() < Duration::from_secs(15), "shard 0 not taken over within 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let takeover = killed.elapsed();
+    wait.truncate(5);
+    let late_refs: Vec<String> = late.iter().map(|n| format!("ubiservice/{n}")).collect();
+    wait.extend(late_refs.iter().map(String::as_str));
+    kubectl(&wait);
+    eprintln!(
+        "shard 0 taken over {:.1} s after kill -9; its new resources Ready after {:.1} s",
+        takeover.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
+    sims.clean_up();
+}
