@@ -174,7 +174,12 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
     let _worker = ctx.lanes.enter(lane, &connection_key(cr.as_ref())).await;
     ctx.lanes.reconciled(&cr);
     let timer = ctx.config.metrics.as_ref().map(|m| m.start(&ctx.controller, reference.to_string()));
-    let result = bounded(step::<A>(&cr, &ctx, lane), ctx.config.reconcile_timeout).instrument(span).await;
+    // After a failure the backoff spaces the retries: one attempt per call, not the HTTP layer's four, so
+    // an outage costs one request per resource per backoff step.
+    let failed_before = ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&reference);
+    let attempts = if failed_before { 1 } else { u32::MAX };
+    let work = tether_platforms::http::with_attempts(attempts, step::<A>(&cr, &ctx, lane));
+    let result = bounded(work, ctx.config.reconcile_timeout).instrument(span).await;
     let result = match result {
         Ok(Step::Done(requeue)) => Ok(requeue),
         Ok(Step::Report(outcome, external_id, at_provider, requeue)) => {

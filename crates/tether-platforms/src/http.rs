@@ -167,6 +167,8 @@ pub struct Http {
     dialect: Dialect,
     /// Shared by every `Http` of the same account in this process (see [`shared_limiter`]).
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// The account's Retry-After: no request before this instant, whichever client or resource sends it.
+    not_before: Gate,
     /// What [`Http::clean`] replaces by `***`, longest first.
     redactions: Vec<Secret>,
 }
@@ -182,12 +184,14 @@ impl Http {
             .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Transient(format!("HTTP client: {e}")))?;
+        let account = AccountKey::new(&config, &dialect);
         let limiter = config.requests_per_second.map(|rate| {
             let quota = Quota::per_second(rate).allow_burst(config.burst.unwrap_or(NonZeroU32::MIN));
-            shared_limiter(AccountKey::new(&config, &dialect), quota)
+            shared_limiter(account.clone(), quota)
         });
+        let not_before = shared_gate(account);
         let redactions = redactions(&dialect);
-        Ok(Arc::new(Self { client, config, dialect, limiter, redactions }))
+        Ok(Arc::new(Self { client, config, dialect, limiter, not_before, redactions }))
     }
 
     /// `text` fit for an error message: every credential this layer sends (and every value the dialect
@@ -245,8 +249,15 @@ impl Http {
         async {
             let started = Instant::now();
             let mut attempt = 0;
+            let configured = self.config.max_attempts;
+            let max_attempts = ATTEMPTS.try_with(|n| (*n).min(configured)).unwrap_or(configured).max(1);
             loop {
                 attempt += 1;
+                self.wait_for_retry_after()?;
+                let gate = *self.not_before.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(until) = gate.filter(|until| *until > Instant::now()) {
+                    tokio::time::sleep_until(until.into()).await;
+                }
                 if let Some(limiter) = &self.limiter {
                     limiter.until_ready().await;
                 }
@@ -275,12 +286,15 @@ impl Http {
                         if let Some(status) = status {
                             span.record("status", status.as_u16());
                         }
+                        if let Some(wait) = retry_after {
+                            self.hold_off(wait);
+                        }
                         let safe = match retry {
                             Retry::Always => true,
                             Retry::IfIdempotent => call.idempotent,
                             Retry::Never => false,
                         };
-                        if !safe || attempt >= self.config.max_attempts {
+                        if !safe || attempt >= max_attempts {
                             crate::metrics::failure(self.dialect.platform, &error);
                             return Err(error);
                         }
@@ -300,6 +314,28 @@ impl Http {
         }
         .instrument(span)
         .await
+    }
+
+    /// Fails as Throttled, without a request, while the account's Retry-After is further away than this
+    /// layer waits within one call; a nearer one is waited for by the caller.
+    fn wait_for_retry_after(&self) -> Result<()> {
+        let gate = *self.not_before.lock().unwrap_or_else(PoisonError::into_inner);
+        let remaining = gate.map(|until| until.saturating_duration_since(Instant::now())).unwrap_or_default();
+        if remaining > self.config.max_retry_after {
+            return Err(Error::Throttled { retry_after: Some(remaining) });
+        }
+        Ok(())
+    }
+
+    /// The platform asked the account to wait `wait` (a Retry-After): no request of the account leaves
+    /// before then, across calls, clients and resources, for at most [`MAX_ACCOUNT_HOLD`].
+    fn hold_off(&self, wait: Duration) {
+        let now = Instant::now();
+        let until = now.checked_add(wait.min(MAX_ACCOUNT_HOLD)).unwrap_or(now);
+        let mut gate = self.not_before.lock().unwrap_or_else(PoisonError::into_inner);
+        if gate.is_none_or(|current| current < until) {
+            *gate = Some(until);
+        }
     }
 
     /// Full jitter: a random duration up to base × 2^(attempt-1), capped. Exact integer arithmetic: no
@@ -403,6 +439,10 @@ impl Http {
 /// The longest wait a Retry-After (or a platform's own header) can ask for: a longer one, an infinite one
 /// (`inf`, `1e400`) or a date further away counts as this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Longest a Retry-After holds a whole account (the reconciler looks again after at most as long): a
+/// platform's header, however large, never silences an account for longer.
+pub const MAX_ACCOUNT_HOLD: Duration = Duration::from_secs(60 * 60);
 
 /// Most characters of a platform's text that go into an error message (then `…`).
 pub const MAX_MESSAGE_CHARS: usize = 1024;
@@ -554,6 +594,34 @@ impl AccountKey {
         }
         Self { platform: dialect.platform, base_url: config.base_url.to_string(), credential: hasher.finish() }
     }
+}
+
+tokio::task_local! {
+    /// Most attempts per call for the calls made inside [`with_attempts`] (never more than configured).
+    static ATTEMPTS: u32;
+}
+
+/// Runs `future` with at most `attempts` attempts per call (at least one, at most the configured number). The reconciler runs a resource
+/// whose last reconcile failed with one: its backoff already spaces the retries, and repeating each read
+/// four times during an outage would only multiply the traffic.
+pub async fn with_attempts<F: std::future::Future>(attempts: u32, future: F) -> F::Output {
+    ATTEMPTS.scope(attempts.max(1), future).await
+}
+
+/// Every account's Retry-After gate, while an `Http` holds it or its Retry-After lasts (a client rebuilt
+/// after the last one was dropped still waits).
+static GATES: LazyLock<Mutex<HashMap<AccountKey, Gate>>> = LazyLock::new(Mutex::default);
+
+/// The instant before which the account sends nothing.
+type Gate = Arc<Mutex<Option<Instant>>>;
+
+fn shared_gate(key: AccountKey) -> Gate {
+    let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    gates.retain(|_, gate| {
+        Arc::strong_count(gate) > 1 || gate.lock().unwrap_or_else(PoisonError::into_inner).is_some_and(|u| u > now)
+    });
+    gates.entry(key).or_default().clone()
 }
 
 /// Every live rate limiter, by account, with the quota it was built for.

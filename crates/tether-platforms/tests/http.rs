@@ -73,8 +73,9 @@ async fn throttling_server() -> (String, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn retry_after_values_that_used_to_panic_fail_the_call_as_throttled_for_a_day_at_most() {
     let (url, attempts) = throttling_server().await;
-    let h = http(&url, "k", |c| c.max_attempts = 3);
     for value in ["99999999999999999999", "18446744073709551616.5", "inf", "1e400", "Wed, 21 Oct 2099 07:28:00 GMT"] {
+        // Each value on an account of its own: a Retry-After holds the whole account.
+        let h = http(&url, &format!("k-{value}"), |c| c.max_attempts = 3);
         attempts.store(0, Ordering::SeqCst);
         let started = Instant::now();
         let outcome = h.empty(get_call("/throttle").query("v", value)).await;
@@ -84,6 +85,11 @@ async fn retry_after_values_that_used_to_panic_fail_the_call_as_throttled_for_a_
         );
         assert_eq!(attempts.load(Ordering::SeqCst), 1, "{value:?}: a wait over max_retry_after is not slept");
         assert!(started.elapsed() < Duration::from_secs(2), "{value:?} took {:?}", started.elapsed());
+        // The account now waits an hour (the longest it is held): the next call is refused as Throttled
+        // without a request.
+        let again = h.empty(get_call("/throttle").query("v", value)).await;
+        assert!(matches!(again, Err(Error::Throttled { retry_after: Some(w) }) if w > Duration::from_secs(3500)));
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "{value:?}: nothing sent before the Retry-After");
     }
 }
 

@@ -223,3 +223,52 @@ async fn hostile_names_are_refused_before_any_request() {
     // A name that only needs escaping still works.
     assert!(matches!(c.services_get("proj", "no such?service").await, Err(Error::NotFound(_))));
 }
+
+/// A Retry-After binds the account, not the call: a client built later for the same account (a rotation,
+/// another resource's reconcile) sends nothing before it; another account is not held back.
+#[tokio::test]
+async fn a_retry_after_holds_every_client_of_the_account() {
+    let sim = sim().await;
+    fault(&sim, json!({"method": "GET", "status": 429, "retryAfter": 120, "times": 1})).await;
+    let first = client(&sim).services_list("proj", None, None).await;
+    assert!(matches!(first, Err(Error::Throttled { .. })), "past the longest wait within a call: {first:?}");
+    assert_eq!(count(&sim, LIST).await, 1);
+    let rebuilt = client(&sim).services_list("proj", None, None).await;
+    assert!(
+        matches!(rebuilt, Err(Error::Throttled { retry_after: Some(w) }) if w > Duration::from_secs(100)),
+        "{rebuilt:?}"
+    );
+    assert_eq!(count(&sim, LIST).await, 1, "no request before the Retry-After, from any client of the account");
+    let other = sim_with_its_own_account().await;
+    client(&other).services_list("proj", None, None).await.expect("another account is not held back");
+
+    // A short one is waited for, by a client that did not get the 429 itself too.
+    let short = other;
+    fault(&short, json!({"method": "GET", "status": 429, "retryAfter": 1, "times": 1})).await;
+    let (a, b) = (client(&short), client(&short));
+    let started = Instant::now();
+    let first = tokio::spawn(async move { a.services_list("proj", None, None).await.map(drop) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.services_list("proj", None, None).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "the other client went after {:?}", started.elapsed());
+    first.await.unwrap().unwrap();
+}
+
+async fn sim_with_its_own_account() -> Sim {
+    sim().await
+}
+
+/// Inside `with_attempts(1)` (a resource whose last reconcile failed) a failing read is sent once.
+#[tokio::test]
+async fn one_attempt_per_call_after_a_failure() {
+    let sim = sim().await;
+    let c = client(&sim);
+    fault(&sim, json!({"method": "GET", "route": "/v2.1/projects/{project_name}/services", "status": 503})).await;
+    let once = tether_platforms::http::with_attempts(1, c.services_list("proj", None, None)).await;
+    assert!(matches!(once, Err(Error::Transient(_))));
+    assert_eq!(count(&sim, LIST).await, 1);
+    let _ = c.services_list("proj", None, None).await;
+    assert_eq!(count(&sim, LIST).await, 5, "otherwise the configured four");
+    let _ = tether_platforms::http::with_attempts(u32::MAX, c.services_list("proj", None, None)).await;
+    assert_eq!(count(&sim, LIST).await, 9, "never more than configured");
+}

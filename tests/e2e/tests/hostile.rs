@@ -324,8 +324,25 @@ async fn a_retry_after_of_u64_max_is_throttled_not_a_crash() {
         assert!(tokio::time::Instant::now() < deadline, "no Throttled Event for the resource");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let healthy = merged(&ubi.example, json!({"metadata": {"name": "healthy"}, "spec": {"name": "healthy"}}));
+    // The platform's word holds the whole account (an hour at most), across reconciles and resources: a
+    // second resource on it sends nothing. Another account (the same simulator by another name) goes on.
+    let creates = "POST /v2.1/projects/{project_name}/services";
+    let sent = counters(&ubi.origin).await[creates].as_u64().unwrap_or(0);
+    let held =
+        merged(&ubi.example, json!({"metadata": {"name": "held"}, "spec": {"name": "held", "writeOutputsTo": null}}));
+    create(&ns.client, &ns.name, &held, false).await.unwrap();
+    wait_for(&ubi.api, "held", "is throttled too", |o| synced_reason(o).as_deref() == Some("Throttled")).await;
+    let other_name = ubi.url.replace("127.0.0.1", "localhost");
+    let other = json!({"apiVersion": "tether.dev/v1alpha1", "kind": "Connection", "metadata": {"name": "ubiops-other"},
+        "spec": {"platform": "ubiops", "endpoint": other_name, "credentials": {"token": {"name": "ubiops", "key": "token"}}}});
+    create(&ns.client, &ns.name, &other, false).await.unwrap();
+    let healthy = merged(
+        &ubi.example,
+        json!({"metadata": {"name": "healthy"}, "spec": {"name": "healthy", "connectionRef": {"name": "ubiops-other"}}}),
+    );
     create(&ns.client, &ns.name, &healthy, false).await.unwrap();
     wait_for(&ubi.api, "healthy", "converges beside it", ready).await;
+    let after = counters(&ubi.origin).await[creates].as_u64().unwrap_or(0);
+    assert_eq!(after, sent + 1, "only the other account's create was sent");
     assert!(!controller.is_finished(), "the controller is still running");
 }
