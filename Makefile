@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test lint unit conformance fuzz fuzz-ci control-plane helm gitops-judge crds
+.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos control-plane helm gitops-judge crds
 
 FUZZ_SECONDS ?= 60
 
@@ -40,6 +40,11 @@ conformance: ## The vendors' Python SDKs against `tether sim` (installs them int
 
 fuzz: ## Every cargo-fuzz target (platform answers, spec diffs, HTTP helpers) for FUZZ_SECONDS each (default 60)
 	@tools/fuzz.sh $(FUZZ_SECONDS)
+
+CHAOS_SIZE ?= full
+chaos: ## Chaos: resources of every kind created, edited, deleted while operators are SIGKILLed (CHAOS_SIZE=full|ci, CHAOS_SEED replays)
+	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" CHAOS_SIZE=$(CHAOS_SIZE) \
+	  $(CARGO) test -p tether --test chaos --locked -- --nocapture
 
 fuzz-ci: ## The short fuzz run of the test command: 10 s per target
 	@mkdir -p target

@@ -292,7 +292,10 @@ fn refusal(manifest: &Manifest, name: &str, change: &Change) -> Option<Error> {
         let absent = Error::NotFound(format!("app service {name} is not in the manifest"));
         return matches!(change, Change::Remove).then_some(absent);
     };
-    let recorded = entry.owner_uid().filter(|uid| *uid != owner.uid && !owner.take_over)?;
+    // An entry marked by an earlier owner of the same name (deleted with its entry orphaned, then created
+    // again, as GitOps tools do) is this owner's: names are unique, so that one is gone.
+    let same_name = !owner.name.is_empty() && entry.owner() == Some(owner.name.as_str());
+    let recorded = entry.owner_uid().filter(|uid| *uid != owner.uid && !owner.take_over && !same_name)?;
     let who = entry.owner().map_or_else(|| format!("uid {recorded}"), |name| format!("{name} (uid {recorded})"));
     Some(match change {
         Change::Remove => Error::NotFound(format!("app service {name} belongs to {who}: not removed")),
@@ -489,6 +492,26 @@ mod tests {
         let (kept, refused) = apply(current, &batch);
         assert!(refused.is_empty());
         assert_eq!(kept.service("theirs").unwrap().spec["description"], "a2");
+    }
+
+    /// A resource deleted with its entry orphaned, then created again under the same name (a new uid, as
+    /// a GitOps tool recreates it): the entry is the new one's, to change and to remove.
+    #[test]
+    fn an_entry_of_an_earlier_owner_of_the_same_name_is_taken_back() {
+        let current = manifest(json!([
+            {"spec": {"name": "svc", "kind": "shell", "description": "old"},
+             "meta": {"annotations": {"tether.dev/owner-uid": "uid-old", "tether.dev/owner": "ns-uid-new/svc"}},
+             "status": {"state": "ready"}},
+        ]));
+        let mut batch = BTreeMap::new();
+        batch.insert("svc".into(), owned("uid-new", false, shell("svc", "new")));
+        let (next, refused) = apply(current.clone(), &batch);
+        assert!(refused.is_empty(), "{refused:?}");
+        assert_eq!(next.service("svc").unwrap().owner_uid(), Some("uid-new"));
+        let mut batch = BTreeMap::new();
+        batch.insert("svc".into(), owned("uid-new", false, Change::Remove));
+        let (next, refused) = apply(current, &batch);
+        assert!(refused.is_empty() && next.service("svc").is_none());
     }
 
     #[test]
