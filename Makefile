@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos control-plane helm gitops-judge crds
+.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos storms control-plane helm gitops-judge crds
 
 FUZZ_SECONDS ?= 60
 
@@ -45,6 +45,11 @@ CHAOS_SIZE ?= full
 chaos: ## Chaos: resources of every kind created, edited, deleted while operators are SIGKILLed (CHAOS_SIZE=full|ci, CHAOS_SEED replays)
 	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" CHAOS_SIZE=$(CHAOS_SIZE) \
 	  $(CARGO) test -p tether --test chaos --locked -- --nocapture
+
+STORM_SIZE ?= full
+storms: ## Fault storms (5xx, 429, latency, resets, malformed, outage) with rate, Retry-After and convergence figures (STORM_SIZE=full|ci)
+	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" STORM_SIZE=$(STORM_SIZE) \
+	  $(CARGO) test -p tether --test storms --locked -- --nocapture
 
 fuzz-ci: ## The short fuzz run of the test command: 10 s per target
 	@mkdir -p target

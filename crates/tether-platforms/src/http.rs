@@ -253,13 +253,21 @@ impl Http {
             let max_attempts = ATTEMPTS.try_with(|n| (*n).min(configured)).unwrap_or(configured).max(1);
             loop {
                 attempt += 1;
-                self.wait_for_retry_after()?;
-                let gate = *self.not_before.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(until) = gate.filter(|until| *until > Instant::now()) {
-                    tokio::time::sleep_until(until.into()).await;
-                }
-                if let Some(limiter) = &self.limiter {
-                    limiter.until_ready().await;
+                // The account's Retry-After first, then its rate budget, and the Retry-After again: one
+                // may have arrived (for another call) while this one waited for the budget.
+                loop {
+                    self.wait_for_retry_after()?;
+                    let gate = *self.not_before.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(until) = gate.filter(|until| *until > Instant::now()) {
+                        tokio::time::sleep_until(until.into()).await;
+                    }
+                    if let Some(limiter) = &self.limiter {
+                        limiter.until_ready().await;
+                    }
+                    let gate = *self.not_before.lock().unwrap_or_else(PoisonError::into_inner);
+                    if gate.is_none_or(|until| until <= Instant::now()) {
+                        break;
+                    }
                 }
                 let attempt_started = Instant::now();
                 let outcome = self.attempt(&call).await;

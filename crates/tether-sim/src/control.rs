@@ -3,6 +3,9 @@
 //!
 //! Control API (JSON):
 //! - `GET /_sim/counters` → `{"POST /v2.1/projects/{project_name}/services": 3, ...}` (route templates)
+//! - `GET /_sim/log` → every API request so far, `[{"start": ms, "end": ms, "method", "route", "status",
+//!   "auth"}]` (times in milliseconds since the Unix epoch; `auth` a digest of the credential headers, to
+//!   tell accounts apart), the newest [`LOG_CAPACITY`]
 //! - `POST /_sim/faults` with a [`Fault`] → adds it; `DELETE /_sim/faults` clears all faults
 //! - `POST /_sim/reset` → clears state (back to the seeded fixtures), counters and faults
 //! - `GET /_sim/state` → the platform's whole state, for duplicate and leak checks
@@ -70,6 +73,31 @@ pub struct Control {
 struct ControlState {
     counters: BTreeMap<String, u64>,
     faults: Vec<Fault>,
+    log: std::collections::VecDeque<Logged>,
+}
+
+/// Most requests `/_sim/log` keeps (the oldest go first).
+pub const LOG_CAPACITY: usize = 200_000;
+
+/// One request as `/_sim/log` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Logged {
+    /// When it arrived, in ms since the Unix epoch.
+    pub start: u64,
+    /// When its answer was ready.
+    pub end: u64,
+    /// HTTP method.
+    pub method: String,
+    /// Route template (or path, for one no route matches).
+    pub route: String,
+    /// Status answered (0: the connection was reset).
+    pub status: u16,
+    /// A digest of the credential headers (Authorization, Cookie, X-Api-Key, Token): one per account.
+    pub auth: u64,
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 enum Effect {
@@ -99,11 +127,20 @@ impl Control {
         self.lock().faults.push(fault);
     }
 
-    /// Clears counters and faults.
+    /// Clears counters, faults and the request log.
     pub fn reset(&self) {
         let mut state = self.lock();
         state.counters.clear();
         state.faults.clear();
+        state.log.clear();
+    }
+
+    fn record(&self, entry: Logged) {
+        let mut state = self.lock();
+        if state.log.len() >= LOG_CAPACITY {
+            state.log.pop_front();
+        }
+        state.log.push_back(entry);
     }
 
     /// Counts the request and picks the fault (if any) that hits it, consuming one of its `times`.
@@ -151,6 +188,31 @@ impl Control {
 
 /// Middleware counting every API request and applying the faults that match it.
 pub async fn layer(State(control): State<Control>, request: Request, next: Next) -> Response {
+    use std::hash::{Hash, Hasher};
+    let start = epoch_ms();
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    for name in ["authorization", "cookie", "x-api-key", "token"] {
+        request.headers().get(name).map(|v| v.as_bytes().to_vec()).hash(&mut digest);
+    }
+    let auth = digest.finish();
+    let method = request.method().as_str().to_string();
+    let (log_method, log_route) = (method.clone(), route_of(&request));
+    let response = handle(control.clone(), request, next).await;
+    let status = if response.extensions().get::<ResetMark>().is_some() { 0 } else { response.status().as_u16() };
+    control.record(Logged { start, end: epoch_ms(), method: log_method, route: log_route, status, auth });
+    response
+}
+
+/// Marks a response whose connection is reset, for the log.
+#[derive(Clone, Copy)]
+struct ResetMark;
+
+fn route_of(request: &Request) -> String {
+    let path = request.uri().path().to_string();
+    request.extensions().get::<MatchedPath>().map_or(format!("{path} (no such route)"), |m| m.as_str().to_string())
+}
+
+async fn handle(control: Control, request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
     // A request no route of the platform matches is counted as such, so a test can tell that a value
@@ -166,7 +228,11 @@ pub async fn layer(State(control): State<Control>, request: Request, next: Next)
     match control.effect(&fault) {
         None => next.run(request).await,
         Some(Effect::Respond(response)) => response,
-        Some(Effect::Reset) => broken_connection(),
+        Some(Effect::Reset) => {
+            let mut response = broken_connection();
+            response.extensions_mut().insert(ResetMark);
+            response
+        }
         Some(Effect::Malformed) => {
             let response = next.run(request).await;
             if !response.status().is_success() {
@@ -196,6 +262,11 @@ fn broken_connection() -> Response {
 /// `GET /_sim/counters`
 pub async fn counters(State(control): State<Control>) -> Json<BTreeMap<String, u64>> {
     Json(control.counters())
+}
+
+/// `GET /_sim/log`
+pub async fn log(State(control): State<Control>) -> Json<Vec<Logged>> {
+    Json(control.lock().log.iter().cloned().collect())
 }
 
 /// `POST /_sim/faults`
@@ -245,6 +316,7 @@ pub fn assemble<S: Clone + Send + Sync + 'static>(
         .layer(axum::extract::DefaultBodyLimit::max(8 * crate::MAX_BODY_BYTES));
     let sim = axum::Router::new()
         .route("/counters", get(counters))
+        .route("/log", get(log))
         .route("/faults", post(add_fault).delete(clear_faults))
         .with_state(control.clone())
         .merge(
