@@ -45,6 +45,9 @@ struct Resource {
     /// The version of the spec last applied: it goes into one remote field per kind.
     version: u64,
     deleted: bool,
+    /// Whether its status named a remote object when it was deleted: only then must Orphan keep one
+    /// (a resource deleted before Tether created anything leaves nothing to keep).
+    had_remote: bool,
 }
 
 impl Resource {
@@ -162,7 +165,9 @@ async fn problems(ns: &str, sims: &Sims, resources: &[Resource]) -> Vec<String> 
             }
             let kept = !live_remote.is_empty();
             match (r.policy, kept) {
-                ("Orphan", false) => wrong.push(format!("{key}: Orphan, but the remote object is gone")),
+                ("Orphan", false) if r.had_remote => {
+                    wrong.push(format!("{key}: Orphan, but the remote object is gone"))
+                }
                 ("Delete" | "Archive", true) => {
                     wrong.push(format!("{key}: {}, but the remote object is live", r.policy))
                 }
@@ -223,7 +228,8 @@ async fn chaos_kills_never_duplicate_leak_or_lose_a_change() {
             let policies: &[&'static str] =
                 if kind == "CivisService" { &["Delete", "Orphan", "Archive"] } else { &["Delete", "Orphan"] };
             let policy = policies[rng.below(policies.len() as u64) as usize];
-            Resource { kind, name: format!("c{i}-{}", kind.to_lowercase()), policy, version: 1, deleted: false }
+            let name = format!("c{i}-{}", kind.to_lowercase());
+            Resource { kind, name, policy, version: 1, deleted: false, had_remote: false }
         })
         .collect();
 
@@ -266,7 +272,10 @@ async fn chaos_kills_never_duplicate_leak_or_lose_a_change() {
                     if rng.below(4) == 0 {
                         resources[i].deleted = true;
                         let r = &resources[i];
-                        kubectl(&["delete", "-n", &ns.name, &format!("{}/{}", r.plural(), r.name), "--wait=false"]);
+                        let what = format!("{}/{}", r.plural(), r.name);
+                        let id = kubectl(&["get", "-n", &ns.name, &what, "-o", "jsonpath={.status.externalId}"]);
+                        resources[i].had_remote = !id.stdout.is_empty();
+                        kubectl(&["delete", "-n", &ns.name, &what, "--wait=false"]);
                     } else {
                         resources[i].version += 1;
                         edited.push(i);
