@@ -145,16 +145,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "default".into());
-    let lease_seconds = args.lease_seconds.max(3);
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_lease)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(lease_seconds)
-        .with_grace((lease_seconds / 3).max(1))
-        .build()
-        .await
-        .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{}: {e}", args.leader_election_lease))?;
-    let (mut leading, election) = manager.watch().await;
+    let lease_seconds = args.lease_seconds.max(MIN_LEASE_SECONDS);
+    let manager =
+        kube_lease_manager::LeaseManagerBuilder::new(election_client(&args).await?, &args.leader_election_lease)
+            .with_namespace(&namespace)
+            .with_identity(&identity)
+            .with_duration(lease_seconds)
+            .with_grace(renew_margin(lease_seconds))
+            .build()
+            .await
+            .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{}: {e}", args.leader_election_lease))?;
+    let api = kube::Api::namespaced(election_client(&args).await?, &namespace);
+    let lease_name = args.leader_election_lease.clone();
+    let identity_ = identity.clone();
+    let (mut leading, election) =
+        elect(Election { manager, api, name: lease_name, identity: identity_, lease_seconds });
     // A standby replica is ready: it serves probes and takes over when the leader goes.
     ready.store(true, Ordering::Relaxed);
     tracing::info!(%identity, lease = %args.leader_election_lease, %namespace, "waiting to lead");
@@ -227,26 +232,29 @@ async fn sharded(
     stop: Shared<BoxFuture<'static, ()>>,
 ) -> anyhow::Result<()> {
     let (identity, namespace) = election_identity(args);
-    let lease_seconds = args.lease_seconds.max(3);
+    let lease_seconds = args.lease_seconds.max(MIN_LEASE_SECONDS);
     let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+    let election = election_client(args).await?;
     let mut elections = Vec::new();
     for shard in 0..shards.count() {
         let name = format!("{}-{shard}", args.leader_election_lease);
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &name)
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(election.clone(), &name)
             .with_namespace(&namespace)
             .with_identity(&identity)
             .with_duration(lease_seconds)
-            .with_grace((lease_seconds / 3).max(1))
+            .with_grace(renew_margin(lease_seconds))
             .build()
             .await
             .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{name}: {e}"))?;
         let (shards, lost_tx) = (shards.clone(), lost_tx.clone());
+        let api = kube::Api::namespaced(election.clone(), &namespace);
+        let identity = identity.clone();
         elections.push(tokio::spawn(async move {
             if shard != own {
                 // The replica whose own shard it is gets a lease period to take it first.
                 tokio::time::sleep(Duration::from_secs(lease_seconds)).await;
             }
-            let (mut leading, election) = manager.watch().await;
+            let (mut leading, election) = elect(Election { manager, api, name: name.clone(), identity, lease_seconds });
             while !*leading.borrow_and_update() {
                 if leading.changed().await.is_err() {
                     return;
@@ -279,6 +287,101 @@ async fn sharded(
     elections.iter().for_each(tokio::task::JoinHandle::abort);
     Ok(())
 }
+
+/// One Lease to contend for.
+struct Election {
+    manager: kube_lease_manager::LeaseManager,
+    /// The Leases of its namespace, read through the election client.
+    api: kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    name: String,
+    identity: String,
+    lease_seconds: u64,
+}
+
+/// How long before its Lease expires a holder that could not renew it stops acting: past the grace its
+/// in-flight reconciles get ([`LOST_LEASE_GRACE`]), so it has stopped before a standby may take over.
+const FENCE: Duration = Duration::from_millis(2500);
+
+/// Contends for the Lease until the receiver is dropped (then releases it): `true` while this process
+/// holds it. The manager renews the Lease but, after an API error, keeps retrying and saying `true`; a
+/// holder cut off from the API server (requests that hang) must not go on acting past the Lease. So the
+/// holder also reads the Lease every few hundred milliseconds and keeps the instant it is valid until
+/// (its renewTime + duration); [`FENCE`] before that, without a newer renewal seen, it steps down.
+fn elect(election: Election) -> (tokio::sync::watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    use std::time::SystemTime;
+    let Election { manager, api, name, identity, lease_seconds } = election;
+    let lease = Duration::from_secs(lease_seconds);
+    let valid_until = Arc::new(std::sync::Mutex::new(None::<SystemTime>));
+    let refresher = {
+        let valid_until = valid_until.clone();
+        let period = (lease / 12).max(Duration::from_millis(250));
+        tokio::spawn(async move {
+            loop {
+                if let Ok(Ok(object)) = tokio::time::timeout(period * 2, api.get(&name)).await {
+                    let spec = object.spec.unwrap_or_default();
+                    if spec.holder_identity.as_deref() == Some(identity.as_str())
+                        && let Some(renewed) = spec.renew_time
+                    {
+                        let until = SystemTime::from(renewed.0) + lease;
+                        let mut valid = valid_until.lock().unwrap_or_else(|p| p.into_inner());
+                        *valid = Some(valid.map_or(until, |v| v.max(until)));
+                    }
+                }
+                tokio::time::sleep(period).await;
+            }
+        })
+    };
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut check = tokio::time::interval((lease / 12).max(Duration::from_millis(250)));
+        let mut changed = Box::pin(manager.changed());
+        loop {
+            tokio::select! {
+                biased;
+                () = sender.closed() => {
+                    refresher.abort();
+                    let _ = manager.release().await;
+                    return;
+                }
+                result = &mut changed => {
+                    match result {
+                        Ok(holding) => {
+                            if holding && !*sender.borrow() {
+                                // Just acquired: valid for a lease from about now.
+                                *valid_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(SystemTime::now() + lease);
+                            }
+                            let _ = sender.send(holding);
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "leader election");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    changed = Box::pin(manager.changed());
+                }
+                _ = check.tick() => {
+                    let until = *valid_until.lock().unwrap_or_else(|p| p.into_inner());
+                    if *sender.borrow() && until.is_some_and(|v| SystemTime::now() + FENCE >= v) {
+                        tracing::warn!("the Lease was not renewed in time (cut off from the API server?): stepping down");
+                        refresher.abort();
+                        let _ = sender.send(false);
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (receiver, task)
+}
+
+/// How long before its Lease expires the holder renews it: half the lease, so a renewal that fails (or
+/// times out, see [`election_client`]) leaves the process time to stop before the Lease can be taken.
+fn renew_margin(lease_seconds: u64) -> u64 {
+    (lease_seconds / 2).max(1)
+}
+
+/// The shortest Lease: a holder renews it half a lease before it expires and steps down [`FENCE`] before.
+const MIN_LEASE_SECONDS: u64 = 6;
 
 /// How long in-flight reconciles may go on after the Lease is lost, before the process stops anyway.
 const LOST_LEASE_GRACE: Duration = Duration::from_secs(1);
@@ -328,6 +431,22 @@ fn init_logging(format: &str) {
 }
 
 async fn client(args: &RunArgs) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube_config(args).await?)?)
+}
+
+/// The client of leader election: its requests are short, so they time out within a quarter of the
+/// lease. A leader cut off from the API server (requests that hang rather than fail) then sees its renewal
+/// fail and stops before its Lease can expire and a standby take over.
+async fn election_client(args: &RunArgs) -> anyhow::Result<kube::Client> {
+    let mut config = kube_config(args).await?;
+    let timeout = Duration::from_millis(args.lease_seconds.max(MIN_LEASE_SECONDS) * 1000 / 4);
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -338,7 +457,7 @@ async fn client(args: &RunArgs) -> anyhow::Result<kube::Client> {
             .await
             .map_err(|e| anyhow::anyhow!("no Kubernetes API to talk to (set KUBECONFIG or run in a cluster): {e}"))?,
     };
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 async fn shutdown_signal() {

@@ -263,3 +263,117 @@ async fn three_shards_one_writer_each_and_a_takeover_after_kill_9() {
     );
     sims.clean_up();
 }
+
+/// A TCP proxy to the API server that can be cut: after `cut`, nothing goes through and nothing is
+/// refused either (connections are held open, requests hang), the worst kind of partition.
+struct Partition {
+    cut: std::sync::Arc<tokio::sync::Notify>,
+    severed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    port: u16,
+}
+
+impl Partition {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(tokio::sync::Notify::new());
+        let severed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, s) = (cut.clone(), severed.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let (cut, severed, upstream) = (c.clone(), s.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    if severed.load(std::sync::atomic::Ordering::SeqCst) {
+                        return std::future::pending::<()>().await;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = cut.notified() => {
+                            // Held open, never answered.
+                            let _held = (inbound, outbound);
+                            std::future::pending::<()>().await
+                        }
+                    }
+                });
+            }
+        });
+        Partition { cut, severed, port }
+    }
+
+    fn sever(&self) {
+        self.severed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+}
+
+/// The leader cut off from the API server (its requests hang, they do not fail) steps down on its own
+/// before its Lease expires: it has stopped before the standby starts, so two replicas never act at once.
+/// (Several threads: the proxy must go on forwarding while kubectl blocks one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_leader_cut_off_from_the_api_server_stops_before_the_standby_leads() {
+    let ns = TestNamespace::new("partition").await;
+    let sims = Sims::start(&ns.name, "ubiops", 100);
+    let dir = sims.dir.clone();
+    sims.apply(&ns.name, "examples/ubiservice.yaml");
+
+    // The leader reaches the API server through the proxy.
+    let kubeconfig = std::fs::read_to_string(tether_testenv::control_plane().kubeconfig()).unwrap();
+    let mut config: Value = serde_yaml_ng::from_str(&kubeconfig).unwrap();
+    let server = config["clusters"][0]["cluster"]["server"].as_str().unwrap().to_string();
+    let upstream = server.trim_start_matches("https://").trim_end_matches('/').to_string();
+    let partition = Partition::start(upstream.clone()).await;
+    config["clusters"][0]["cluster"]["server"] = json!(format!("https://127.0.0.1:{}", partition.port));
+    let proxied = dir.join("proxied.kubeconfig");
+    std::fs::write(&proxied, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+
+    let lease = format!("tether-{}", ns.name);
+    let election = [
+        "--leader-election",
+        "--leader-election-namespace",
+        &ns.name,
+        "--leader-election-lease",
+        &lease,
+        "--lease-seconds",
+        "6",
+    ];
+    let mut leader_args = election.to_vec();
+    leader_args.extend(["--kubeconfig", proxied.to_str().unwrap()]);
+    let mut leader = operator(&ns.name, &leader_args, dir.join("leader.log"));
+    let leads = |op: &Operator| std::fs::read_to_string(&op.log).unwrap_or_default().contains("leading: starting");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !leads(&leader) {
+        assert!(Instant::now() < deadline, "the first replica never led");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let standby = operator(&ns.name, &election, dir.join("standby.log"));
+    kubectl(&["wait", "-n", &ns.name, "--for=condition=Ready", "ubiservice/scoring-api", "--timeout=60s"]);
+
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(leader.process.0.try_wait().unwrap().is_none(), "the leader stopped before the cut");
+    assert!(!leads(&standby), "the standby leads before the cut");
+    let cut = Instant::now();
+    partition.sever();
+    let (mut stopped, mut took_over) = (None, None);
+    while took_over.is_none() || stopped.is_none() {
+        if stopped.is_none() && leader.process.0.try_wait().unwrap().is_some() {
+            stopped = Some(cut.elapsed());
+        }
+        if took_over.is_none() && leads(&standby) {
+            took_over = Some(cut.elapsed());
+        }
+        assert!(cut.elapsed() < Duration::from_secs(30), "stopped {stopped:?}, took over {took_over:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (stopped, took_over) = (stopped.unwrap(), took_over.unwrap());
+    eprintln!(
+        "cut off: the leader stopped after {:.1} s, the standby led after {:.1} s (Lease 6 s)",
+        stopped.as_secs_f64(),
+        took_over.as_secs_f64()
+    );
+    assert!(stopped < took_over, "the standby led at {took_over:?}, before the cut-off leader stopped at {stopped:?}");
+    let log = std::fs::read_to_string(&leader.log).unwrap();
+    assert!(log.contains("stepping down") || log.contains("lost the Lease"), "the leader said why it stopped");
+    sims.clean_up();
+}
