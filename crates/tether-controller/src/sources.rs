@@ -64,9 +64,19 @@ impl Sources {
             namespace: s.namespace().unwrap_or_default(),
             name: s.name_any(),
         });
-        let _ = connections.wait_until_ready().await;
-        let _ = cluster_connections.wait_until_ready().await;
-        let _ = secrets.wait_until_ready().await;
+        // Bounded: a watch that cannot list (RBAC, a missing CRD) must not stop the start silently. Its
+        // store stays empty and each read misses, which the resources report.
+        let ready = futures::future::join3(
+            connections.wait_until_ready(),
+            cluster_connections.wait_until_ready(),
+            secrets.wait_until_ready(),
+        );
+        if tokio::time::timeout(std::time::Duration::from_secs(30), ready).await.is_err() {
+            tracing::warn!(
+                namespace = namespace.unwrap_or("(all)"),
+                "the Connection, ClusterConnection or Secret watch has not listed in 30 s (RBAC?); starting anyway"
+            );
+        }
         Arc::new(Self {
             client,
             namespace: namespace.map(str::to_string),
@@ -125,9 +135,21 @@ impl Sources {
         if !self.covers(namespace) {
             return Ok(api.get_opt(name).await?.map(Arc::new));
         }
-        let key = ObjectRef::new(name).within(namespace);
+        let key: ObjectRef<Secret> = ObjectRef::new(name).within(namespace);
         let Some(meta) = self.secrets.get(&ObjectRef::new(name).within(namespace)) else {
-            return Ok(None);
+            // Not in the watch (yet): created a moment ago (Tether's own outputs Secret, say) or gone. Only
+            // the API server can tell: a missing entry means unknown, not absent.
+            let found = api.get_opt(name).await?.map(Arc::new);
+            let mut data = self.data.lock().unwrap_or_else(PoisonError::into_inner);
+            match &found {
+                Some(secret) => {
+                    data.insert(key, (secret.resource_version().unwrap_or_default(), secret.clone()));
+                }
+                None => {
+                    data.remove(&key);
+                }
+            }
+            return Ok(found);
         };
         let version = meta.resource_version().unwrap_or_default();
         if let Some((read_at, secret)) = self.data.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
@@ -159,15 +181,29 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).touched_objects();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
     tokio::spawn(async move {
         futures::pin_mut!(stream);
+        // The generation each object was last published at. An object with a generation (a Connection) is
+        // published when its spec changes or it goes, not for its status writes: those would wake every
+        // resource that reads it, past their backoff (the Connection's status changes during an outage).
+        let mut published: std::collections::HashMap<Dependency, Option<i64>> = Default::default();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(object) => {
-                    let _ = changes.send(dependency(&object));
+                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                    let key = dependency(&object);
+                    let generation = object.meta().generation;
+                    let seen = published.insert(key.clone(), generation);
+                    if generation.is_none() || seen != Some(generation) {
+                        let _ = changes.send(key);
+                    }
                 }
+                Ok(watcher::Event::Delete(object)) => {
+                    let key = dependency(&object);
+                    published.remove(&key);
+                    let _ = changes.send(key);
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
                 Err(error) => tracing::debug!(%error, kind = %K::kind(&()), "shared watch"),
             }
         }

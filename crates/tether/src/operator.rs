@@ -312,11 +312,17 @@ fn elect(election: Election) -> (tokio::sync::watch::Receiver<bool>, tokio::task
     let Election { manager, api, name, identity, lease_seconds } = election;
     let lease = Duration::from_secs(lease_seconds);
     let valid_until = Arc::new(std::sync::Mutex::new(None::<SystemTime>));
+    let holding = Arc::new(AtomicBool::new(false));
     let refresher = {
-        let valid_until = valid_until.clone();
+        let (valid_until, holding) = (valid_until.clone(), holding.clone());
         let period = (lease / 12).max(Duration::from_millis(250));
         tokio::spawn(async move {
             loop {
+                if !holding.load(Ordering::Relaxed) {
+                    // Only a holder reads its Lease: standbys (and shards held elsewhere) cost nothing.
+                    tokio::time::sleep(period).await;
+                    continue;
+                }
                 if let Ok(Ok(object)) = tokio::time::timeout(period * 2, api.get(&name)).await {
                     let spec = object.spec.unwrap_or_default();
                     if spec.holder_identity.as_deref() == Some(identity.as_str())
@@ -332,6 +338,7 @@ fn elect(election: Election) -> (tokio::sync::watch::Receiver<bool>, tokio::task
         })
     };
     let (sender, receiver) = tokio::sync::watch::channel(false);
+    let is_holding = holding;
     let task = tokio::spawn(async move {
         let mut check = tokio::time::interval((lease / 12).max(Duration::from_millis(250)));
         let mut changed = Box::pin(manager.changed());
@@ -350,6 +357,7 @@ fn elect(election: Election) -> (tokio::sync::watch::Receiver<bool>, tokio::task
                                 // Just acquired: valid for a lease from about now.
                                 *valid_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(SystemTime::now() + lease);
                             }
+                            is_holding.store(holding, Ordering::Relaxed);
                             let _ = sender.send(holding);
                         }
                         Err(error) => {
@@ -374,10 +382,11 @@ fn elect(election: Election) -> (tokio::sync::watch::Receiver<bool>, tokio::task
     (receiver, task)
 }
 
-/// How long before its Lease expires the holder renews it: half the lease, so a renewal that fails (or
-/// times out, see [`election_client`]) leaves the process time to stop before the Lease can be taken.
+/// How long before its Lease expires the holder renews it: two thirds of the lease, so that between a
+/// renewal and [`FENCE`] there is time to see it (the holder reads its Lease every twelfth of the lease),
+/// and a renewal that fails leaves the process time to stop before the Lease can be taken.
 fn renew_margin(lease_seconds: u64) -> u64 {
-    (lease_seconds / 2).max(1)
+    (lease_seconds * 2 / 3).max(1)
 }
 
 /// The shortest Lease: a holder renews it half a lease before it expires and steps down [`FENCE`] before.
@@ -410,9 +419,12 @@ async fn controllers(
         all.push(run_with::<UbiOps>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
         all.push(run_with::<Peak>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
     }
-    if let Some(sources) = cluster_wide {
-        all.push(run_cluster_connections(sources, config.clone(), stop.clone()).boxed());
-    }
+    // ClusterConnections name Secrets in any namespace: their status needs watches of every namespace.
+    let cluster_wide = match cluster_wide {
+        Some(sources) if namespaces == [None] => sources,
+        _ => Sources::start(client.clone(), None).await,
+    };
+    all.push(run_cluster_connections(cluster_wide, config.clone(), stop.clone()).boxed());
     futures::future::join_all(all).await;
 }
 

@@ -104,6 +104,10 @@ fn differences(cr: &AppService, remote: &igz::AppService) -> Vec<String> {
     if labels.is_some_and(|l| Some(&l) != remote.labels()) {
         differing.push("labels".into());
     }
+    if let Some(Err(why)) = cr.spec.service_config.as_ref().map(FreeForm::value) {
+        // Not sent (see `desired`), and not up to date either: the write refuses it as InvalidSpec.
+        differing.push(format!("serviceConfig ({why})"));
+    }
     if let Some(token) = cr.annotations().get(RESTART)
         && remote.restart_token() != Some(token.as_str())
     {
@@ -305,6 +309,20 @@ mod tests {
             assert!(matches!(writable(&cr), Err(PlatformError::Invalid(why)) if why.contains(kind)), "{kind}");
         }
         assert!(writable(&resource(json!({"name": "nb", "kind": "jupyter"}))).is_ok());
+    }
+
+    /// An edit to settings nested too deep is not "applied": it is a difference, which the write refuses.
+    #[test]
+    fn settings_nested_too_deep_are_a_difference_not_up_to_date() {
+        let deep = (0..40).fold(json!(1), |inner, _| json!({ "a": inner }));
+        let cr = resource(json!({"name": "nb", "kind": "jupyter", "serviceConfig": deep}));
+        let remote = igz::AppService { spec: desired(&cr).0, meta: None, status: None };
+        assert!(
+            differences(&cr, &remote).iter().any(|d| d.starts_with("serviceConfig")),
+            "{:?}",
+            differences(&cr, &remote)
+        );
+        assert!(matches!(writable(&cr), Err(PlatformError::Invalid(why)) if why.contains("nests deeper")));
     }
 
     #[test]
