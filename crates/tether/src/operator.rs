@@ -248,26 +248,39 @@ async fn sharded(
             .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{name}: {e}"))?;
         let (shards, lost_tx) = (shards.clone(), lost_tx.clone());
         let api = kube::Api::namespaced(election.clone(), &namespace);
-        let identity = identity.clone();
+        let (identity, stop) = (identity.clone(), stop.clone());
         elections.push(tokio::spawn(async move {
             if shard != own {
                 // The replica whose own shard it is gets a lease period to take it first.
-                tokio::time::sleep(Duration::from_secs(lease_seconds)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(lease_seconds)) => {}
+                    () = stop.clone() => return,
+                }
             }
             let (mut leading, election) = elect(Election { manager, api, name: name.clone(), identity, lease_seconds });
-            while !*leading.borrow_and_update() {
-                if leading.changed().await.is_err() {
-                    return;
+            let held = async {
+                while !*leading.borrow_and_update() {
+                    if leading.changed().await.is_err() {
+                        return false;
+                    }
                 }
-            }
-            tracing::info!(shard, lease = %name, "holding the shard");
-            shards.hold(shard);
-            while *leading.borrow_and_update() {
-                if leading.changed().await.is_err() {
-                    break;
+                tracing::info!(shard, lease = %name, "holding the shard");
+                shards.hold(shard);
+                while *leading.borrow_and_update() {
+                    if leading.changed().await.is_err() {
+                        break;
+                    }
                 }
+                true
+            };
+            let lost = tokio::select! {
+                lost = held => lost,
+                // A graceful stop: the Lease is released below, so a standby takes the shard at once.
+                () = stop => false,
+            };
+            if lost {
+                let _ = lost_tx.send(shard);
             }
-            let _ = lost_tx.send(shard);
             drop(leading);
             let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
         }));
@@ -284,7 +297,10 @@ async fn sharded(
     if let Some(Some(shard)) = lost.now_or_never() {
         anyhow::bail!("lost the Lease of shard {shard}: stopping so that a single replica reconciles it");
     }
-    elections.iter().for_each(tokio::task::JoinHandle::abort);
+    // Stopped: each election releases its Lease (see above), so standbys take the shards at once.
+    for election in elections {
+        let _ = tokio::time::timeout(Duration::from_secs(6), election).await;
+    }
     Ok(())
 }
 
