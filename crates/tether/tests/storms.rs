@@ -119,6 +119,10 @@ async fn converged(ns: &str) -> Vec<String> {
 async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplicates() {
     let full = std::env::var("STORM_SIZE").is_ok_and(|s| s == "full");
     let (storm, outage) = if full { (60, 120) } else { (8, 20) };
+    // STORM_OUTAGE_SECONDS lengthens the outage (to watch the backoff past two minutes); STORM_ONLY=outage
+    // runs that storm alone.
+    let outage = std::env::var("STORM_OUTAGE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(outage);
+    let only = std::env::var("STORM_ONLY").ok();
     let ns = TestNamespace::new("storms").await;
     let sims = Sims::start(&ns.name, "all", 100);
     let dir = sims.dir.clone();
@@ -142,6 +146,9 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
     let mut report = Vec::new();
     let mut failures = Vec::new();
     for (index, (what, fault, seconds)) in storms.iter().enumerate() {
+        if only.as_deref().is_some_and(|only| !what.contains(only)) {
+            continue;
+        }
         let began = Instant::now();
         let began_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
         on_every_sim(&sims, Some(fault)).await;
@@ -185,6 +192,7 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
         let mut undercut = 0;
         let mut requests = 0;
         let mut outage_halves = (0, 0);
+        let mut minute_counts = vec![0usize; (*seconds as usize).div_ceil(60)];
         for platform in PLATFORMS {
             let all = log(&sims, platform).await;
             let window: Vec<&Logged> = all.iter().filter(|r| r.start >= began_ms && r.start <= until_ms).collect();
@@ -202,6 +210,9 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
                 let end = began_ms + seconds * 1000;
                 outage_halves.0 += window.iter().filter(|r| r.start < middle).count();
                 outage_halves.1 += window.iter().filter(|r| r.start >= middle && r.start < end).count();
+                for r in window.iter().filter(|r| r.start < end) {
+                    minute_counts[((r.start - began_ms) / 60_000) as usize] += 1;
+                }
             }
         }
         if peak as u64 > RATE + BURST {
@@ -223,6 +234,11 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
                 per_minute(outage_halves.0),
                 per_minute(outage_halves.1)
             );
+            if *seconds >= 120 {
+                let minutes: Vec<String> =
+                    minute_counts.iter().map(|n| format!("{:.2}", *n as f64 / resources as f64)).collect();
+                line += &format!("; per resource, minute by minute: {}", minutes.join(", "));
+            }
             if outage_halves.1 > outage_halves.0 {
                 failures.push(format!("{what}: the traffic did not fall ({outage_halves:?})"));
             }
