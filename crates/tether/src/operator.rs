@@ -139,27 +139,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
-    let namespace = args
-        .leader_election_namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .unwrap_or_else(|| "default".into());
+    let (identity, namespace) = election_identity(&args);
     let lease_seconds = args.lease_seconds.max(MIN_LEASE_SECONDS);
-    let manager =
-        kube_lease_manager::LeaseManagerBuilder::new(election_client(&args).await?, &args.leader_election_lease)
-            .with_namespace(&namespace)
-            .with_identity(&identity)
-            .with_duration(lease_seconds)
-            .with_grace(renew_margin(lease_seconds))
-            .build()
-            .await
-            .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{}: {e}", args.leader_election_lease))?;
-    let api = kube::Api::namespaced(election_client(&args).await?, &namespace);
-    let lease_name = args.leader_election_lease.clone();
-    let identity_ = identity.clone();
-    let (mut leading, election) =
-        elect(Election { manager, api, name: lease_name, identity: identity_, lease_seconds });
+    let client_of_election = election_client(&args).await?;
+    let name = args.leader_election_lease.clone();
+    let election = Election::new(&client_of_election, &namespace, name, &identity, lease_seconds).await?;
+    let (mut leading, election) = elect(election);
     // A standby replica is ready: it serves probes and takes over when the leader goes.
     ready.store(true, Ordering::Relaxed);
     tracing::info!(%identity, lease = %args.leader_election_lease, %namespace, "waiting to lead");
@@ -238,17 +223,9 @@ async fn sharded(
     let mut elections = Vec::new();
     for shard in 0..shards.count() {
         let name = format!("{}-{shard}", args.leader_election_lease);
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(election.clone(), &name)
-            .with_namespace(&namespace)
-            .with_identity(&identity)
-            .with_duration(lease_seconds)
-            .with_grace(renew_margin(lease_seconds))
-            .build()
-            .await
-            .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{name}: {e}"))?;
+        let contest = Election::new(&election, &namespace, name.clone(), &identity, lease_seconds).await?;
         let (shards, lost_tx) = (shards.clone(), lost_tx.clone());
-        let api = kube::Api::namespaced(election.clone(), &namespace);
-        let (identity, stop) = (identity.clone(), stop.clone());
+        let stop = stop.clone();
         elections.push(tokio::spawn(async move {
             if shard != own {
                 // The replica whose own shard it is gets a lease period to take it first.
@@ -257,7 +234,7 @@ async fn sharded(
                     () = stop.clone() => return,
                 }
             }
-            let (mut leading, election) = elect(Election { manager, api, name: name.clone(), identity, lease_seconds });
+            let (mut leading, election) = elect(contest);
             let held = async {
                 while !*leading.borrow_and_update() {
                     if leading.changed().await.is_err() {
@@ -312,6 +289,28 @@ struct Election {
     name: String,
     identity: String,
     lease_seconds: u64,
+}
+
+impl Election {
+    /// The Lease `namespace/name` for this replica (`identity`), through the election client.
+    async fn new(
+        client: &kube::Client,
+        namespace: &str,
+        name: String,
+        identity: &str,
+        lease_seconds: u64,
+    ) -> anyhow::Result<Self> {
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &name)
+            .with_namespace(namespace)
+            .with_identity(identity)
+            .with_duration(lease_seconds)
+            .with_grace(renew_margin(lease_seconds))
+            .build()
+            .await
+            .map_err(|e| anyhow::anyhow!("leader election on Lease {namespace}/{name}: {e}"))?;
+        let api = kube::Api::namespaced(client.clone(), namespace);
+        Ok(Self { manager, api, name, identity: identity.to_string(), lease_seconds })
+    }
 }
 
 /// How long before its Lease expires a holder that could not renew it stops acting: past the grace its
