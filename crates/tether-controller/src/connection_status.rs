@@ -124,7 +124,17 @@ async fn run<K: ConnectionObject>(
     // A changed credential Secret checks its connections again at once.
     let woken =
         crate::sources::woken(sources.subscribe(), move |changed| index.readers(changed), move || everyone.all());
-    Controller::new(api, watcher::Config::default())
+    // Checked for its spec, metadata and Secrets, not for its own status writes: a status that changes at
+    // every check (an outage's messages) would otherwise re-check it at once, in a loop.
+    use kube::runtime::{Predicate as _, WatchStreamExt as _};
+    let (reader, writer) = kube::runtime::reflector::store();
+    let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
+        .applied_objects()
+        .predicate_filter(
+            kube::runtime::predicates::generation.combine(crate::reconciler::changes),
+            Default::default(),
+        );
+    Controller::for_stream(trigger, reader)
         .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, |_, _, _| Action::requeue(Duration::from_secs(30)), context)
@@ -154,8 +164,16 @@ async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> R
         connection::account(&ctx.sources, settings, conn.secret_namespace().as_deref(), &identity, &mut dependencies)
             .await;
     ctx.dependencies.set(&ObjectRef::from_obj(conn.as_ref()), dependencies);
+    // A connection whose last check failed is checked with one attempt: the check's own period spaces
+    // the retries (during an outage, four attempts per check would be most of the traffic).
+    let failing = conn
+        .connection_status()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == types::READY && c.status != ConditionStatus::True));
+    let attempts = if failing { 1 } else { u32::MAX };
     let verdict = match account {
-        Ok(account) => verify(settings.platform, &account).await.map_err(Error::platform("verify")),
+        Ok(account) => tether_platforms::http::with_attempts(attempts, verify(settings.platform, &account))
+            .await
+            .map_err(Error::platform("verify")),
         Err(e) => Err(e),
     };
     let (ready, reason, message, terminal) = match &verdict {

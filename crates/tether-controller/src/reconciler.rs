@@ -124,7 +124,7 @@ where
 
 /// A digest of what, besides the spec's generation, asks for a reconcile: annotations (pause, restart,
 /// redeploy, adopt, poll interval), labels, finalizers and the deletion mark.
-fn changes<K: Resource>(object: &K) -> Option<u64> {
+pub(crate) fn changes<K: Resource>(object: &K) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let meta = object.meta();
     let mut digest = std::collections::hash_map::DefaultHasher::new();

@@ -64,6 +64,7 @@ struct Logged {
     start: u64,
     end: u64,
     method: String,
+    route: String,
     status: u16,
     auth: u64,
 }
@@ -79,7 +80,10 @@ fn peak_rate(requests: &[&Logged]) -> usize {
     let mut best = 0;
     let mut first = 0;
     for (i, start) in starts.iter().enumerate() {
-        while starts[first] + 1000 <= *start {
+        // Half-open windows of one second, less 2 ms for the log's millisecond clock and loopback jitter: a
+        // token bucket allows rate + burst in any such window (a burst at t and the tenth refill at t + 1 s
+        // would be 21 in a closed one).
+        while starts[first] + 998 <= *start {
             first += 1;
         }
         best = best.max(i + 1 - first);
@@ -192,6 +196,7 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
         let mut undercut = 0;
         let mut requests = 0;
         let mut outage_halves = (0, 0);
+        let mut checks = 0;
         let mut minute_counts = vec![0usize; (*seconds as usize).div_ceil(60)];
         for platform in PLATFORMS {
             let all = log(&sims, platform).await;
@@ -205,7 +210,21 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
                 peak = peak.max(peak_rate(account));
                 undercut += undercuts(account);
             }
+            if *what == "outage" && std::env::var("STORM_ROUTES").is_ok() {
+                let mut routes: BTreeMap<String, usize> = BTreeMap::new();
+                for r in &window {
+                    *routes.entry(format!("{} {} {}", r.method, r.route, r.status)).or_default() += 1;
+                }
+                eprintln!("storm: {platform} outage requests by route: {routes:?}");
+            }
             if *what == "outage" {
+                // The Connections' own credential checks, told apart from the resources' traffic.
+                let check = |r: &&&Logged| {
+                    ["/sessions/verifications", "/api/v1/config", "/v2.1/status", "tenant-metadata"]
+                        .iter()
+                        .any(|route| r.route.contains(route))
+                };
+                checks += window.iter().filter(|r| r.start < began_ms + seconds * 1000).filter(check).count();
                 let middle = began_ms + seconds * 500;
                 let end = began_ms + seconds * 1000;
                 outage_halves.0 += window.iter().filter(|r| r.start < middle).count();
@@ -234,6 +253,7 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
                 per_minute(outage_halves.0),
                 per_minute(outage_halves.1)
             );
+            line += &format!(" ({checks} of them the Connections' credential checks)");
             if *seconds >= 120 {
                 let minutes: Vec<String> =
                     minute_counts.iter().map(|n| format!("{:.2}", *n as f64 / resources as f64)).collect();
