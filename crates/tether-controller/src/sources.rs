@@ -51,18 +51,21 @@ impl Sources {
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
         let (connections_api, secrets_api): (Api<Connection>, Api<PartialObjectMeta<Secret>>) = scoped(&client);
-        let connections = watch(connections_api, changes.clone(), |c: &Connection| Dependency::Connection {
-            namespace: c.namespace().unwrap_or_default(),
-            name: c.name_any(),
+        let connections = watch(connections_api, changes.clone(), |c: &Connection| {
+            let key = Dependency::Connection { namespace: c.namespace().unwrap_or_default(), name: c.name_any() };
+            (key, signature(c.metadata.generation, c.status.as_ref()))
         });
         let cluster_connections =
             watch(Api::<ClusterConnection>::all(client.clone()), changes.clone(), |c: &ClusterConnection| {
-                Dependency::ClusterConnection { name: c.name_any() }
+                (
+                    Dependency::ClusterConnection { name: c.name_any() },
+                    signature(c.metadata.generation, c.status.as_ref()),
+                )
             });
         // By metadata only: Secret data never travels on the watch.
-        let secrets = watch(secrets_api, changes.clone(), |s: &PartialObjectMeta<Secret>| Dependency::Secret {
-            namespace: s.namespace().unwrap_or_default(),
-            name: s.name_any(),
+        let secrets = watch(secrets_api, changes.clone(), |s: &PartialObjectMeta<Secret>| {
+            let key = Dependency::Secret { namespace: s.namespace().unwrap_or_default(), name: s.name_any() };
+            (key, s.resource_version())
         });
         // Bounded: a watch that cannot list (RBAC, a missing CRD) must not stop the start silently. Its
         // store stays empty and each read misses, which the resources report.
@@ -172,10 +175,20 @@ impl Sources {
 }
 
 /// A reflector of `api` that publishes each change as its dependency; its store.
+/// What of a Connection wakes its resources: its spec (generation) and whether it is Ready — it coming
+/// back after an outage wakes them at once, past their backoff — but not its messages, which change at
+/// each check during an outage and would wake every resource each time.
+fn signature(generation: Option<i64>, status: Option<&tether_api::connection::ConnectionStatus>) -> Option<String> {
+    let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).map(|c| c.status);
+    Some(format!("{generation:?} {ready:?}"))
+}
+
+/// A reflector of `api` that publishes an object's dependency when its `key_and_signature` signature
+/// changes, and when it goes; its store.
 fn watch<K>(
     api: Api<K>,
     changes: broadcast::Sender<Dependency>,
-    dependency: impl Fn(&K) -> Dependency + Send + 'static,
+    key_and_signature: impl Fn(&K) -> (Dependency, Option<String>) + Send + 'static,
 ) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -184,22 +197,19 @@ where
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
     tokio::spawn(async move {
         futures::pin_mut!(stream);
-        // The generation each object was last published at. An object with a generation (a Connection) is
-        // published when its spec changes or it goes, not for its status writes: those would wake every
-        // resource that reads it, past their backoff (the Connection's status changes during an outage).
-        let mut published: std::collections::HashMap<Dependency, Option<i64>> = Default::default();
+        // The signature each object was last published with.
+        let mut published: std::collections::HashMap<Dependency, Option<String>> = Default::default();
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
-                    let key = dependency(&object);
-                    let generation = object.meta().generation;
-                    let seen = published.insert(key.clone(), generation);
-                    if generation.is_none() || seen != Some(generation) {
+                    let (key, signature) = key_and_signature(&object);
+                    let seen = published.insert(key.clone(), signature.clone());
+                    if signature.is_none() || seen != Some(signature) {
                         let _ = changes.send(key);
                     }
                 }
                 Ok(watcher::Event::Delete(object)) => {
-                    let key = dependency(&object);
+                    let (key, _) = key_and_signature(&object);
                     published.remove(&key);
                     let _ = changes.send(key);
                 }
