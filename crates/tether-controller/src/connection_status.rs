@@ -12,7 +12,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -126,14 +125,7 @@ async fn run<K: ConnectionObject>(
         crate::sources::woken(sources.subscribe(), move |changed| index.readers(changed), move || everyone.all());
     // Checked for its spec, metadata and Secrets, not for its own status writes: a status that changes at
     // every check (an outage's messages) would otherwise re-check it at once, in a loop.
-    use kube::runtime::{Predicate as _, WatchStreamExt as _};
-    let (reader, writer) = kube::runtime::reflector::store();
-    let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
-        .applied_objects()
-        .predicate_filter(
-            kube::runtime::predicates::generation.combine(crate::reconciler::changes),
-            Default::default(),
-        );
+    let (reader, trigger) = crate::reconciler::watched(api);
     Controller::for_stream(trigger, reader)
         .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)

@@ -67,15 +67,8 @@ pub async fn run_with<A: Adapter>(
         },
         move || everyone.all(),
     );
-    // A resource is reconciled for what a human or GitOps tool changes (spec, annotations, labels,
-    // finalizers, deletion), not for a status write, Tether's own included: a failure's status write must
-    // not re-run the reconcile at once past its backoff or Retry-After, and a successful one must not cost
-    // a second round of platform calls. The store still sees every write.
-    let (reader, writer) = kube::runtime::reflector::store();
+    let (reader, trigger) = watched(api);
     let taken_over = taken_over(context.config.shards.clone(), reader.clone());
-    let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
-        .applied_objects()
-        .predicate_filter(kube::runtime::predicates::generation.combine(changes), Default::default());
     // No limit in the runtime: the lanes limit changes and drift checks apart.
     Controller::for_stream(trigger, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
@@ -122,9 +115,30 @@ where
     .right_stream()
 }
 
+/// The objects of `api`: a store of them (it sees every write) and the stream of those to reconcile. An
+/// object is reconciled for what a human or GitOps tool changes (spec, annotations, labels, finalizers,
+/// deletion), not for a status write, Tether's own included: a failure's status write must not re-run the
+/// reconcile at once past its backoff or Retry-After, and a successful one must not cost a second round
+/// of platform calls. Used by the managed kinds and the Connections' status alike.
+pub(crate) fn watched<K>(
+    api: Api<K>,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
+        .applied_objects()
+        .predicate_filter(kube::runtime::predicates::generation.combine(changes), Default::default());
+    (reader, trigger)
+}
+
 /// A digest of what, besides the spec's generation, asks for a reconcile: annotations (pause, restart,
 /// redeploy, adopt, poll interval), labels, finalizers and the deletion mark.
-pub(crate) fn changes<K: Resource>(object: &K) -> Option<u64> {
+fn changes<K: Resource>(object: &K) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let meta = object.meta();
     let mut digest = std::collections::hash_map::DefaultHasher::new();
