@@ -171,7 +171,15 @@ pub struct Http {
     not_before: Gate,
     /// What [`Http::clean`] replaces by `***`, longest first.
     redactions: Vec<Secret>,
+    /// The account as a number, stable within this process and meaningless outside it (see [`SENT`]).
+    account_tag: u64,
 }
+
+/// The tracing target of one event per request, at the instant it leaves (after the Retry-After gate and
+/// the rate limit): `account` and `sent_us` (microseconds since the Unix epoch). Off unless asked for
+/// (`RUST_LOG=tether::sent=trace`); the fault-storm test reads it to prove each account's rate from the
+/// sending side, where the limit is kept.
+pub const SENT: &str = "tether::sent";
 
 impl Http {
     /// Builds the layer; fails only if the TLS backend cannot start. Every `Http` of the same account
@@ -189,9 +197,10 @@ impl Http {
             let quota = Quota::per_second(rate).allow_burst(config.burst.unwrap_or(NonZeroU32::MIN));
             shared_limiter(account.clone(), quota)
         });
+        let account_tag = PROCESS_KEY.hash_one(&account);
         let not_before = shared_gate(account);
         let redactions = redactions(&dialect);
-        Ok(Arc::new(Self { client, config, dialect, limiter, not_before, redactions }))
+        Ok(Arc::new(Self { client, config, dialect, limiter, not_before, redactions, account_tag }))
     }
 
     /// `text` fit for an error message: every credential this layer sends (and every value the dialect
@@ -270,6 +279,7 @@ impl Http {
                     }
                 }
                 let attempt_started = Instant::now();
+                tracing::trace!(target: SENT, account = self.account_tag, sent_us = unix_micros(), "request sent");
                 let outcome = self.attempt(&call).await;
                 let code = match &outcome {
                     Ok((status, _, _)) => Some(status.as_u16()),
@@ -460,6 +470,10 @@ pub const MAX_MESSAGE_CHARS: usize = 1024;
 pub const MAX_PAGES: u64 = 1000;
 
 /// The error of a list still going after [`MAX_PAGES`] pages.
+fn unix_micros() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
 pub fn too_many_pages(what: &str) -> Error {
     Error::Decode(format!("the platform's list of {what} did not end after {MAX_PAGES} pages; refused"))
 }
@@ -582,6 +596,10 @@ pub fn segment(what: &str, value: &str) -> Result<String> {
     Err(Error::Invalid(format!("{:?} is not a valid {what}: {why}", truncate(value, 64))))
 }
 
+/// The key of every hash that stands for a credential: drawn once per process, so a hash is stable within
+/// it and useless outside it.
+static PROCESS_KEY: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+
 /// Which account a rate limit belongs to: the platform, the base URL and a keyed hash of the credential
 /// headers (the credential itself is never kept).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -593,9 +611,7 @@ struct AccountKey {
 
 impl AccountKey {
     fn new(config: &HttpConfig, dialect: &Dialect) -> Self {
-        // Keyed with a key drawn once per process: stable within it, useless outside it.
-        static KEY: LazyLock<RandomState> = LazyLock::new(RandomState::new);
-        let mut hasher = KEY.build_hasher();
+        let mut hasher = PROCESS_KEY.build_hasher();
         for (name, value) in &dialect.auth_headers {
             name.as_str().hash(&mut hasher);
             value.expose().hash(&mut hasher);

@@ -1,7 +1,9 @@
 //! Fault storms: with every Connection given `requestsPerSecond: 10, burst: 10`, each storm is injected
-//! into all five simulators while resources are created and edited, then cleared. Measured from the
-//! simulators' request log (`/_sim/log`), per storm and account: the most requests in any 1 s window
-//! (never past rate + burst), requests that left sooner than a Retry-After allowed (none), POSTs sent
+//! into all five simulators while resources are created and edited, then cleared. Measured per storm and
+//! account: the most requests sent in any 1 s window, from the operator's own record of each request as it
+//! leaves (the `tether::sent` trace events, where the limit is kept: never past rate + burst), and the same
+//! on arrival at the simulators (their request log, `/_sim/log`, printed beside it); from the simulators:
+//! requests that left sooner than a Retry-After allowed (none), POSTs sent
 //! against remote objects created, the traffic per resource per minute during an outage (it falls), the
 //! seconds to converge once the storm is cleared, duplicates and leaks (none).
 //!
@@ -13,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Sims, kubectl, kubectl_with_input, operator};
+use common::{DEFAULT_LOG, Sims, kubectl, kubectl_with_input, operator_logging};
 use serde_json::{Value, json};
 use tether_testenv::TestNamespace;
 
@@ -91,6 +93,33 @@ fn peak_rate(requests: &[&Logged]) -> usize {
     best
 }
 
+/// The operator's record of one request as it left: the account's tag and the instant, in microseconds
+/// since the epoch (the `tether::sent` event of tether-platforms' HTTP layer).
+fn sent(log: &str) -> Vec<(u64, u64)> {
+    let field = |line: &str, name: &str| {
+        let at = line.find(&format!(" {name}="))? + name.len() + 2;
+        line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok()
+    };
+    log.lines()
+        .filter(|line| line.contains("request sent"))
+        .filter_map(|line| Some((field(line, "account")?, field(line, "sent_us")?)))
+        .collect()
+}
+
+/// The most of `sends` (microseconds) within any closed 1 s window.
+fn peak_sent(sends: &mut [u64]) -> usize {
+    sends.sort_unstable();
+    let mut best = 0;
+    let mut first = 0;
+    for (i, at) in sends.iter().enumerate() {
+        while sends[first] + 1_000_000 < *at {
+            first += 1;
+        }
+        best = best.max(i + 1 - first);
+    }
+    best
+}
+
 /// Requests of the account of a 429 that started after the 429 was answered and before its Retry-After
 /// had passed (100 ms of slack on either side for the loopback).
 fn undercuts(requests: &[&Logged]) -> usize {
@@ -135,7 +164,8 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
         let limits = format!(r#"{{"spec": {{"requestsPerSecond": {RATE}, "burst": {BURST}}}}}"#);
         kubectl(&["patch", "-n", &ns.name, &format!("connection/{platform}"), "--type=merge", "-p", &limits]);
     }
-    let _operator = operator(&ns.name, &[], dir.join("operator.log"));
+    let operator_log = dir.join("operator.log");
+    let _operator = operator_logging(&ns.name, &[], operator_log.clone(), &format!("{DEFAULT_LOG},tether::sent=trace"));
 
     let storms: Vec<(&str, Value, u64)> = vec![
         ("30 % 5xx", json!({"rate": 0.3, "status": 500}), storm),
@@ -193,6 +223,7 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
         // From the request logs of this storm.
         let until_ms = began_ms + began.elapsed().as_millis() as u64;
         let mut peak = 0;
+        let mut peak_sent_rate = 0;
         let mut undercut = 0;
         let mut requests = 0;
         let mut outage_halves = (0, 0);
@@ -234,20 +265,36 @@ async fn fault_storms_keep_the_rate_the_retry_after_and_converge_without_duplica
                 }
             }
         }
-        // The limiter allows RATE + BURST in any second. Measured here at the simulator, on arrival, the two
-        // ends of a window carry the client-to-server delay of their requests (scheduling on a loaded
-        // 2-core machine): one request more is seen now and then (21 once in a 4-minute outage run). More
-        // than that is a broken limit.
-        if peak as u64 > RATE + BURST + 1 {
-            failures
-                .push(format!("{what}: {peak} requests of one account in one second (limit {RATE} + burst {BURST})"));
+        // The limiter allows RATE + BURST in any second, and this is judged where it is kept, from the
+        // operator's record of each request as it left. On arrival at the simulator the two ends of a window
+        // carry the client-to-server delay of their requests (scheduling on a loaded 2-core machine), so
+        // one request more is seen there now and then: that figure is printed, not judged.
+        let text = std::fs::read_to_string(&operator_log).unwrap_or_default();
+        let mut by_account: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for (account, at) in sent(&text) {
+            if at >= began_ms * 1000 && at <= until_ms * 1000 {
+                by_account.entry(account).or_default().push(at);
+            }
+        }
+        let sent_requests: usize = by_account.values().map(Vec::len).sum();
+        for sends in by_account.values_mut() {
+            peak_sent_rate = peak_sent_rate.max(peak_sent(sends));
+        }
+        if sent_requests == 0 {
+            failures.push(format!("{what}: no `request sent` record in the operator's log"));
+        }
+        if peak_sent_rate as u64 > RATE + BURST {
+            failures.push(format!(
+                "{what}: {peak_sent_rate} requests of one account sent in one second (limit {RATE} + burst {BURST})"
+            ));
         }
         if undercut > 0 {
             failures.push(format!("{what}: {undercut} requests sooner than a Retry-After allowed"));
         }
         let resources = names.len();
         let mut line = format!(
-            "{what:<30} {requests:>6} requests  peak {peak:>2}/s per account  {undercut} undercuts  converged {:.1} s",
+            "{what:<30} {requests:>6} requests  peak per account {peak_sent_rate:>2}/s sent, {peak:>2}/s arrived  \
+             {undercut} undercuts  converged {:.1} s",
             converge.as_secs_f64()
         );
         if *what == "outage" {

@@ -19,11 +19,19 @@ impl Drop for Process {
 }
 
 pub fn tether(args: &[&str], log: &Path) -> Process {
+    tether_logging(args, log, DEFAULT_LOG)
+}
+
+/// What the operator logs in tests unless a test asks for more.
+pub const DEFAULT_LOG: &str = "info,tether_controller=debug";
+
+/// `tether` with its own `RUST_LOG` filter.
+pub fn tether_logging(args: &[&str], log: &Path, filter: &str) -> Process {
     let log = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_tether"))
         .args(args)
         .env("KUBECONFIG", control_plane().kubeconfig())
-        .env("RUST_LOG", "info,tether_controller=debug")
+        .env("RUST_LOG", filter)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -46,11 +54,16 @@ pub struct Operator {
 }
 
 pub fn operator(namespace: &str, extra: &[&str], log: PathBuf) -> Operator {
+    operator_logging(namespace, extra, log, DEFAULT_LOG)
+}
+
+/// `operator` with its own `RUST_LOG` filter.
+pub fn operator_logging(namespace: &str, extra: &[&str], log: PathBuf, filter: &str) -> Operator {
     let (metrics, probes) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let mut args = vec!["run", "--namespace", namespace, "--poll-interval-seconds", "5"];
     args.extend(["--metrics-addr", &metrics, "--probe-addr", &probes]);
     args.extend(extra);
-    let process = tether(&args, &log);
+    let process = tether_logging(&args, &log, filter);
     Operator { process, metrics: format!("http://{metrics}/metrics"), probes: format!("http://{probes}"), log }
 }
 
