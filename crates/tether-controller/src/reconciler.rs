@@ -334,8 +334,10 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
     }
     let mut request = ctx.request(cr).await?;
     if lane == Lane::Drift {
-        // A drift check may share a read of the platform taken a twentieth of a drift period ago.
-        request.shared_read_age = poll_interval(cr, &ctx.config) / 20;
+        // A drift check may answer from a listing (or an Iguazio tenant's manifest) taken up to half a drift
+        // period ago: one listing per account serves a period's drift checks, and drift is still seen
+        // within one and a half periods.
+        request.shared_read_age = poll_interval(cr, &ctx.config) / 2;
     }
     let cr = &request;
     let observed = A::observe(&client, cr).await.map_err(Error::platform("observe"))?;

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
+use crate::listing::{Listing, Scoped};
 
 /// An app as get, list, install, configure and rollback return it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,7 +74,16 @@ pub struct Client {
     /// The scope's path, or why the scope cannot be one (returned by every scoped call).
     scope: Result<String>,
     scope_query: [(String, String); 3],
+    /// Each scope's live apps as last listed (list entries are whole apps), with what a caller derived
+    /// from an app's details (input, revisions, outputs) for the entry it read them for.
+    listings: Arc<Scoped<App, Derived>>,
 }
+
+/// What a caller derived from an app's details, kept with its listing (see [`Client::derived`]).
+pub type Derived = Arc<dyn std::any::Any + Send + Sync>;
+
+/// The states of an app that is installed (not uninstalled): what `find`-by-marker and the listing read.
+pub const LIVE_STATES: [&str; 6] = ["queued", "progressing", "healthy", "degraded", "errored", "uninstalling"];
 
 /// The path of a scope; a cluster, organisation or project that could leave its place in the path is
 /// refused (the error is kept, and returned by each call in that scope: a client for the account is made
@@ -128,6 +138,7 @@ impl Client {
                 ("org".into(), org.into()),
                 ("project".into(), project.into()),
             ],
+            listings: Arc::default(),
         })
     }
 
@@ -141,7 +152,35 @@ impl Client {
                 ("org".into(), org.into()),
                 ("project".into(), project.into()),
             ],
+            listings: self.listings.clone(),
         }
+    }
+
+    /// This scope's listing (one per scope and account; a scope that cannot be one gets its own, unused).
+    fn listing(&self) -> Arc<Listing<App, Derived>> {
+        self.listings.of(self.scope.as_deref().unwrap_or_default())
+    }
+
+    /// App `id` as of a listing of the scope's live apps begun at most `max_age` ago (one listing shared
+    /// by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
+    pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<App>> {
+        let list = || async { Ok(self.list(&LIVE_STATES).await?.into_iter().map(|a| (a.id.clone(), a)).collect()) };
+        self.listing().entry(id, max_age, list).await
+    }
+
+    /// What the caller kept with [`keep_derived`](Self::keep_derived) for app `id` at this `marker`.
+    pub fn derived(&self, id: &str, marker: &str) -> Option<Derived> {
+        self.listing().detail(id, marker)
+    }
+
+    /// Keeps what the caller derived from app `id`'s details while its entry has this `marker` (its
+    /// update time, which the platform bumps on any change of state, input, version or revision).
+    pub fn keep_derived(&self, id: &str, marker: String, derived: Derived) {
+        self.listing().keep_detail(id, marker, derived);
+    }
+
+    fn touch(&self, id: &str) {
+        self.listing().touch(id);
     }
 
     /// A call in the scope; `rest` is built from constants and [`segment`]s.
@@ -187,6 +226,7 @@ impl Client {
 
     /// One app by id.
     pub async fn get(&self, id: &str) -> Result<App> {
+        self.touch(id);
         self.http
             .json(Call::new(
                 Method::GET,
@@ -222,7 +262,10 @@ impl Client {
         if let Some(name) = display_name {
             body["display_name"] = json!(name);
         }
-        self.http.json(self.v1(Method::POST, "/apis/apps/v1/.../instances", "instances")?.json(&body)?).await
+        let app: App =
+            self.http.json(self.v1(Method::POST, "/apis/apps/v1/.../instances", "instances")?.json(&body)?).await?;
+        self.touch(&app.id);
+        Ok(app)
     }
 
     /// Reconfigures: a new revision; `input` replaces the whole input; `upgrade_to` changes the version.
@@ -250,7 +293,9 @@ impl Client {
         let call = self
             .v1(Method::PUT, "/apis/apps/v1/.../instances/{id}", &format!("instances/{}", app_id(id)?))?
             .json(&body)?;
-        self.http.json(call.not_idempotent()).await
+        let configured = self.http.json(call.not_idempotent()).await;
+        self.touch(id);
+        configured
     }
 
     /// Starts uninstalling (`force` skips the graceful cleanup).
@@ -260,7 +305,9 @@ impl Client {
         if force {
             call = call.query("force", "true");
         }
-        self.http.empty(call).await
+        let uninstalled = self.http.empty(call).await;
+        self.touch(id);
+        uninstalled
     }
 
     /// The app's output parameters; `NotFound` until it has some.
@@ -325,12 +372,15 @@ impl Client {
     pub async fn rollback(&self, id: &str, n: i64, comment: Option<&str>) -> Result<App> {
         let body = comment.map_or_else(|| json!({}), |c| json!({ "comment": c }));
         let route = "/apis/apps/v1/.../instances/{id}/revisions/{n}/rollback";
-        self.http
+        let rolled_back = self
+            .http
             .json(
                 self.v1(Method::POST, route, &format!("instances/{}/revisions/{n}/rollback", app_id(id)?))?
                     .json(&body)?,
             )
-            .await
+            .await;
+        self.touch(id);
+        rolled_back
     }
 
     /// `{display_name, input}` now, or of revision `n`.

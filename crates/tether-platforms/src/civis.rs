@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, too_many_pages};
+use crate::listing::Listing;
 
 /// A service (full form from get/create/update; list items carry a subset).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +96,8 @@ pub struct ListOptions {
 #[derive(Clone, Debug)]
 pub struct Client {
     http: Arc<Http>,
+    /// The account's services as last listed (summaries), and each one's full form as last read.
+    listing: Arc<Listing<Service, Service>>,
 }
 
 fn message(body: &Value) -> Option<String> {
@@ -102,6 +105,13 @@ fn message(body: &Value) -> Option<String> {
 }
 
 const SERVICE: &str = "/services/{id}";
+
+/// What tells a service's list entry changed: its update time and its current deployment (none without
+/// an update time: then every drift check reads the service in full).
+fn marker(service: &Service) -> Option<String> {
+    let updated = service.fields.get("updatedAt").and_then(Value::as_str).filter(|t| !t.is_empty())?;
+    Some(format!("{updated} {:?}", service.current_deployment.as_ref().map(|d| d.deployment_id)))
+}
 
 impl Client {
     /// A client for `config.base_url` (e.g. `https://api.civisanalytics.com/`) and an API key.
@@ -116,7 +126,7 @@ impl Client {
             // The header carries the key only base64-encoded, as `key:`.
             redact: vec![api_key.clone()],
         };
-        Ok(Self { http: Http::new(config, dialect)? })
+        Ok(Self { http: Http::new(config, dialect)?, listing: Arc::default() })
     }
 
     /// One page of services (1-based `page`, at most 50 per page), newest change first.
@@ -154,29 +164,63 @@ impl Client {
 
     /// `GET /services/{id}`.
     pub async fn get(&self, id: i64) -> Result<Service> {
-        self.http.json(Call::new(Method::GET, SERVICE, format!("services/{id}"))).await
+        self.listing.touch(&id.to_string());
+        let service: Service = self.http.json(Call::new(Method::GET, SERVICE, format!("services/{id}"))).await?;
+        if let Some(marker) = marker(&service) {
+            self.listing.keep_detail(&id.to_string(), marker, service.clone());
+        }
+        Ok(service)
+    }
+
+    /// Service `id` as of a listing begun at most `max_age` ago (every page of the account's services,
+    /// one listing shared by every caller), or `None` when a listing cannot tell (see
+    /// [`Listing::entry`]). The list has summaries only: the full form comes from the last `get` while the
+    /// summary's update time and current deployment are the same, with the summary's deployment state;
+    /// else it is read again.
+    pub async fn listed(&self, id: i64, max_age: Duration) -> Result<Option<Service>> {
+        let key = id.to_string();
+        let list = || async {
+            let options = ListOptions { hidden: true, ..Default::default() };
+            Ok(self.list_all(&options).await?.into_iter().map(|s| (s.id.to_string(), s)).collect())
+        };
+        let Some(summary) = self.listing.entry(&key, max_age, list).await? else { return Ok(None) };
+        match marker(&summary).and_then(|marker| self.listing.detail(&key, &marker)) {
+            Some(mut service) => {
+                service.current_deployment = summary.current_deployment;
+                Ok(Some(service))
+            }
+            None => self.get(id).await.map(Some),
+        }
     }
 
     /// `POST /services` with camelCase fields. Not retried after a 5xx (names are not unique: a retry
     /// could make two); the caller finds a lost create by its ownership marker.
     pub async fn create(&self, fields: &Map<String, Value>) -> Result<Service> {
-        self.http.json(Call::new(Method::POST, "/services", "services").json(fields)?).await
+        let service: Service = self.http.json(Call::new(Method::POST, "/services", "services").json(fields)?).await?;
+        self.listing.touch(&service.id.to_string());
+        Ok(service)
     }
 
     /// `PATCH /services/{id}`: changes the top-level fields given.
     pub async fn patch(&self, id: i64, fields: &Map<String, Value>) -> Result<Service> {
-        self.http.json(Call::new(Method::PATCH, SERVICE, format!("services/{id}")).json(fields)?).await
+        let patched = self.http.json(Call::new(Method::PATCH, SERVICE, format!("services/{id}")).json(fields)?).await;
+        self.listing.touch(&id.to_string());
+        patched
     }
 
     /// `PUT /services/{id}`: replaces every writable field (those left out go back to defaults).
     pub async fn put(&self, id: i64, fields: &Map<String, Value>) -> Result<Service> {
-        self.http.json(Call::new(Method::PUT, SERVICE, format!("services/{id}")).json(fields)?).await
+        let put = self.http.json(Call::new(Method::PUT, SERVICE, format!("services/{id}")).json(fields)?).await;
+        self.listing.touch(&id.to_string());
+        put
     }
 
     /// `PUT /services/{id}/archive`.
     pub async fn archive(&self, id: i64, archived: bool) -> Result<Service> {
         let call = Call::new(Method::PUT, "/services/{id}/archive", format!("services/{id}/archive"));
-        self.http.json(call.json(&json!({ "status": archived }))?).await
+        let archived = self.http.json(call.json(&json!({ "status": archived }))?).await;
+        self.listing.touch(&id.to_string());
+        archived
     }
 
     /// `POST /services/{id}/clone`.
@@ -192,7 +236,9 @@ impl Client {
         } else {
             ("/services/{id}/deployments", format!("services/{id}/deployments"))
         };
-        self.http.json(Call::new(Method::POST, route, path).json(&json!({}))?).await
+        let deployed = self.http.json(Call::new(Method::POST, route, path).json(&json!({}))?).await;
+        self.listing.touch(&id.to_string());
+        deployed
     }
 
     /// `GET /services/{id}/deployments`, newest first.
@@ -210,7 +256,10 @@ impl Client {
     /// `DELETE /services/{id}/deployments/{d}`: stops it.
     pub async fn stop(&self, id: i64, deployment: i64) -> Result<()> {
         let path = format!("services/{id}/deployments/{deployment}");
-        self.http.empty(Call::new(Method::DELETE, "/services/{id}/deployments/{deployment_id}", path)).await
+        let stopped =
+            self.http.empty(Call::new(Method::DELETE, "/services/{id}/deployments/{deployment_id}", path)).await;
+        self.listing.touch(&id.to_string());
+        stopped
     }
 
     /// Log lines of a deployment.

@@ -10,6 +10,7 @@ pub mod civis;
 pub mod error;
 pub mod http;
 pub mod iguazio;
+pub mod listing;
 pub mod metrics;
 pub mod peak;
 pub mod ubiops;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
+use crate::listing::Listing;
 
 /// A webapp as `describe` and list items return it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -107,6 +108,9 @@ struct IdOnly {
 #[derive(Clone, Debug)]
 pub struct Client {
     http: Arc<Http>,
+    /// The account's webapps as last listed: list entries are whole webapps, so a drift check needs
+    /// nothing else.
+    listing: Arc<Listing<Webapp>>,
 }
 
 fn message(body: &Value) -> Option<String> {
@@ -132,7 +136,7 @@ impl Client {
             retry_header: None,
             redact: Vec::new(),
         };
-        Ok(Self { http: Http::new(config, dialect)? })
+        Ok(Self { http: Http::new(config, dialect)?, listing: Arc::default() })
     }
 
     /// `GET /tenant-management/.../tenant-metadata`: the key is accepted.
@@ -178,26 +182,41 @@ impl Client {
         Ok(self.list_all(&[], Some(name)).await?.into_iter().find(|w| w.name == name))
     }
 
+    /// The webapp `id` as listed at most `max_age` ago (every page of the account's webapps, one listing
+    /// shared by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
+    pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<Webapp>> {
+        let list = || async { Ok(self.list_all(&[], None).await?.into_iter().map(|w| (w.id.clone(), w)).collect()) };
+        self.listing.entry(id, max_age, list).await
+    }
+
     /// `POST`: starts creating a webapp; returns its id.
     pub async fn create(&self, fields: &WebappFields) -> Result<String> {
         let call = Call::new(Method::POST, "/webapps/api/v1/webapps/", WEBAPPS).json(fields)?;
-        Ok(self.http.json::<IdOnly>(call).await?.id)
+        // An ambiguous failure leaves an object the listing has not seen: the caller finds it by name.
+        let id = self.http.json::<IdOnly>(call).await?.id;
+        self.listing.touch(&id);
+        Ok(id)
     }
 
     /// `GET /webapps/{id}`.
     pub async fn describe(&self, id: &str) -> Result<Webapp> {
+        self.listing.touch(id);
         self.http.json(Call::new(Method::GET, WEBAPP, webapp_path(id)?)).await
     }
 
     /// `PATCH /webapps/{id}`: changes the fields set; a change of image, version, instance type,
     /// stickiness or scale-to-zero redeploys.
     pub async fn update(&self, id: &str, fields: &WebappFields) -> Result<()> {
-        self.http.empty(Call::new(Method::PATCH, WEBAPP, webapp_path(id)?).json(fields)?).await
+        let updated = self.http.empty(Call::new(Method::PATCH, WEBAPP, webapp_path(id)?).json(fields)?).await;
+        self.listing.touch(id);
+        updated
     }
 
     /// `DELETE /webapps/{id}`: starts the teardown.
     pub async fn delete(&self, id: &str) -> Result<()> {
-        self.http.empty(Call::new(Method::DELETE, WEBAPP, webapp_path(id)?)).await
+        let deleted = self.http.empty(Call::new(Method::DELETE, WEBAPP, webapp_path(id)?)).await;
+        self.listing.touch(id);
+        deleted
     }
 
     /// Polls `describe` every `interval` until the webapp is AVAILABLE (or gone, with `gone_ok`), failing

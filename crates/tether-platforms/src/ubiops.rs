@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Result;
 use crate::http::{Call, Dialect, Http, HttpConfig, Secret, segment};
+use crate::listing::{Listing, Scoped};
 
 /// A UbiOps service as the platform returns it (create, get, update, list).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -78,6 +80,15 @@ pub struct ServiceFields {
 #[derive(Clone, Debug)]
 pub struct Client {
     http: Arc<Http>,
+    /// Each project's services as last listed (list items are a subset of the fields), with each one's
+    /// full form as last read.
+    listings: Arc<Scoped<Service, Service>>,
+}
+
+/// What tells a service's list entry changed: its update time (none without one: then every drift check
+/// reads the service in full).
+fn marker(service: &Service) -> Option<String> {
+    service.time_updated.clone().filter(|t| !t.is_empty())
 }
 
 fn message(body: &Value) -> Option<String> {
@@ -111,7 +122,7 @@ impl Client {
             retry_header: Some("x-ratelimit-reset"),
             redact: vec![Secret::new(raw)],
         };
-        Ok(Self { http: Http::new(config, dialect)? })
+        Ok(Self { http: Http::new(config, dialect)?, listings: Arc::default() })
     }
 
     /// `GET /status`: the API answers and the token is accepted.
@@ -147,9 +158,35 @@ impl Client {
         self.http.json(call).await
     }
 
+    fn listing(&self, project: &str) -> Arc<Listing<Service, Service>> {
+        self.listings.of(project)
+    }
+
     /// `GET /projects/{p}/services/{name}`.
     pub async fn services_get(&self, project: &str, name: &str) -> Result<Service> {
-        self.http.json(Call::new(Method::GET, SERVICE, service_path(project, name)?)).await
+        let listing = self.listing(project);
+        listing.touch(name);
+        let service: Service = self.http.json(Call::new(Method::GET, SERVICE, service_path(project, name)?)).await?;
+        if let Some(marker) = marker(&service) {
+            listing.keep_detail(name, marker, service.clone());
+        }
+        Ok(service)
+    }
+
+    /// Service `name` of `project` as of a listing of the project's services begun at most `max_age` ago
+    /// (one listing shared by every caller), or `None` when a listing cannot tell (see
+    /// [`Listing::entry`]). List items carry a subset of the fields: the full form comes from the last
+    /// `services_get` while the item's update time is the same, else it is read again.
+    pub async fn services_listed(&self, project: &str, name: &str, max_age: Duration) -> Result<Option<Service>> {
+        let listing = self.listing(project);
+        let list = || async {
+            Ok(self.services_list(project, None, None).await?.into_iter().map(|s| (s.name.clone(), s)).collect())
+        };
+        let Some(item) = listing.entry(name, max_age, list).await? else { return Ok(None) };
+        match marker(&item).and_then(|marker| listing.detail(name, &marker)) {
+            Some(service) => Ok(Some(service)),
+            None => self.services_get(project, name).await.map(Some),
+        }
     }
 
     /// `POST /projects/{p}/services`. Not retried on 5xx (a retry could race a create that went through);
@@ -160,17 +197,24 @@ impl Client {
             "/projects/{project_name}/services",
             format!("projects/{}/services", project_seg(project)?),
         );
-        self.http.json(call.json(fields)?).await
+        let created = self.http.json(call.json(fields)?).await;
+        self.listing(project).touch(fields.name.as_deref().unwrap_or_default());
+        created
     }
 
     /// `PATCH /projects/{p}/services/{name}`: changes only the fields set.
     pub async fn services_update(&self, project: &str, name: &str, fields: &ServiceFields) -> Result<Service> {
-        self.http.json(Call::new(Method::PATCH, SERVICE, service_path(project, name)?).json(fields)?).await
+        let updated =
+            self.http.json(Call::new(Method::PATCH, SERVICE, service_path(project, name)?).json(fields)?).await;
+        self.listing(project).touch(name);
+        updated
     }
 
     /// `DELETE /projects/{p}/services/{name}` (synchronous: gone on success).
     pub async fn services_delete(&self, project: &str, name: &str) -> Result<()> {
-        self.http.empty(Call::new(Method::DELETE, SERVICE, service_path(project, name)?)).await
+        let deleted = self.http.empty(Call::new(Method::DELETE, SERVICE, service_path(project, name)?)).await;
+        self.listing(project).forget(name);
+        deleted
     }
 
     /// `GET /projects/{p}/services/{name}/status`.

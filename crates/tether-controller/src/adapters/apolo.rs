@@ -3,6 +3,8 @@
 //! a lost install answer is found again, and nothing is installed twice. Input and template version
 //! changes are applied by configure (a new revision); uninstall waits until the app is uninstalled.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use tether_api::apolo::ApoloAppObservation;
 use tether_api::{ApoloApp, Platform};
@@ -88,6 +90,49 @@ async fn find(client: &Client, cr: &Request<'_, ApoloApp>) -> Result<Option<App>
     Ok(ours.into_iter().next())
 }
 
+/// What `observe` reads of an app besides the app itself, kept with the scope's listing while the app's
+/// entry is unchanged (see [`details_marker`]).
+struct Details {
+    /// The current `{display_name, input}`, read once the app has settled.
+    input: Option<serde_json::Map<String, Value>>,
+    /// The input of the revision the spec pins (`rollbackToRevision`), when it pins one and it was read.
+    pinned: Option<Value>,
+    /// The revision in effect.
+    current_revision: Option<i32>,
+    /// The app's outputs, each value as text (JSON for non-strings); none before the app was healthy.
+    outputs: std::collections::BTreeMap<String, String>,
+}
+
+/// What the details were read for: the app's update time (Apolo bumps it on any change of state,
+/// input, version or revision), its state, and the revision the spec pins. None without an update time:
+/// then every drift check reads the details.
+fn details_marker(cr: &ApoloApp, app: &App) -> Option<String> {
+    let updated = app.fields.get("updated_at").and_then(Value::as_str).filter(|t| !t.is_empty())?;
+    Some(format!("{updated} {} {:?}", app.state, cr.spec.rollback_to_revision))
+}
+
+async fn read_details(client: &Client, cr: &ApoloApp, id: &str, settled: bool) -> Result<Details, PlatformError> {
+    let (mut input, mut pinned) = (None, None);
+    if settled {
+        input = Some(client.input(id, None).await?);
+        if let Some(revision) = cr.spec.rollback_to_revision {
+            pinned = pinned_input(client, id, revision).await?;
+        }
+    }
+    let revisions = client.revisions(id).await?;
+    let current_revision =
+        revisions.iter().find(|r| r.end_at.is_none()).and_then(|r| i32::try_from(r.revision_number).ok());
+    // Outputs exist once the app has been healthy.
+    let outputs = match client.output(id).await {
+        Ok(values) => {
+            values.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+        }
+        Err(PlatformError::NotFound(_)) => Default::default(),
+        Err(e) => return Err(e),
+    };
+    Ok(Details { input, pinned, current_revision, outputs })
+}
+
 /// The input of configuration revision `revision`; a revision the app does not have is an invalid spec.
 async fn pinned_input(client: &Client, id: &str, revision: i32) -> Result<Option<Value>, PlatformError> {
     match client.input(id, Some(i64::from(revision))).await {
@@ -129,15 +174,41 @@ impl Adapter for Apolo {
         cr: &Request<'_, ApoloApp>,
     ) -> Result<Observation<ApoloAppObservation>, PlatformError> {
         let client = scoped(client, cr);
-        let Some(app) = find(&client, cr).await? else { return Ok(Observation::Absent) };
+        // A drift check reads the scope's listing (its entries are whole apps), and the app's details
+        // only if the entry changed since they were read.
+        let recorded = cr.status.as_ref().and_then(|s| s.external_id.as_deref()).filter(|_| cr.adopt_id().is_none());
+        let listed = match recorded {
+            Some(id) => client.listed(id, cr.shared_read_age).await?,
+            None => None,
+        };
+        let from_listing = listed.is_some();
+        let app = match listed {
+            Some(app) => app,
+            None => match find(&client, cr).await? {
+                Some(app) => app,
+                None => return Ok(Observation::Absent),
+            },
+        };
         let settled = !matches!(app.state.as_str(), "queued" | "progressing" | "uninstalling");
-        let mut read_input = None;
-        let up_to_date = !settled || {
-            let current = client.input(&app.id, None).await?;
-            read_input = Some(current.clone());
-            match cr.spec.rollback_to_revision {
+        let marker = details_marker(cr, &app);
+        let kept = marker
+            .as_ref()
+            .filter(|_| from_listing)
+            .and_then(|marker| client.derived(&app.id, marker)?.downcast::<Details>().ok());
+        let details = match kept {
+            Some(details) => details,
+            None => {
+                let details = Arc::new(read_details(&client, cr, &app.id, settled).await?);
+                if let Some(marker) = marker {
+                    client.keep_derived(&app.id, marker, details.clone());
+                }
+                details
+            }
+        };
+        let up_to_date = !settled
+            || details.input.as_ref().is_some_and(|current| match cr.spec.rollback_to_revision {
                 // Pinned to a revision: its input is the declared one, whatever the spec's input says.
-                Some(revision) => current.get("input") == pinned_input(&client, &app.id, revision).await?.as_ref(),
+                Some(_) => current.get("input") == details.pinned.as_ref(),
                 None => {
                     let version_matches =
                         cr.spec.template_version == "latest" || cr.spec.template_version == app.template_version;
@@ -145,8 +216,7 @@ impl Adapter for Apolo {
                         && app.display_name == display_name(cr)
                         && current.get("input") == input(cr).ok().as_ref()
                 }
-            }
-        };
+            });
         let ready = match app.state.as_str() {
             "healthy" => Readiness::Ready,
             "queued" => Readiness::Creating("Apolo has queued the app".into()),
@@ -155,7 +225,6 @@ impl Adapter for Apolo {
             "uninstalling" => Readiness::Deleting("Apolo is uninstalling the app".into()),
             other => Readiness::Failed(format!("the app is {other} on Apolo")),
         };
-        let revisions = client.revisions(&app.id).await?;
         let text = |key: &str| app.fields.get(key).and_then(Value::as_str).map(str::to_string);
         let at_provider = ApoloAppObservation {
             state: Some(app.state.clone()),
@@ -164,27 +233,17 @@ impl Adapter for Apolo {
             endpoints: app.endpoints.clone(),
             creator: text("creator"),
             template_version: Some(app.template_version.clone()),
-            current_revision: revisions
-                .iter()
-                .find(|r| r.end_at.is_none())
-                .and_then(|r| i32::try_from(r.revision_number).ok()),
+            current_revision: details.current_revision,
             applied_rollback: cr.spec.rollback_to_revision.filter(|_| settled && up_to_date),
             created_at: text("created_at"),
             updated_at: text("updated_at"),
         };
-        // Outputs exist once the app has been healthy; each value is written as text (JSON for non-strings).
-        let mut outputs: std::collections::BTreeMap<String, String> = match client.output(&app.id).await {
-            Ok(values) => {
-                values.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
-            }
-            Err(PlatformError::NotFound(_)) => Default::default(),
-            Err(e) => return Err(e),
-        };
+        let mut outputs = details.outputs.clone();
         if let Some(url) = app.endpoints.first() {
             outputs.insert("endpoint".into(), url.clone());
         }
         let external_id = app.id.clone();
-        cr.remember(Observed { app, input: read_input });
+        cr.remember(Observed { app, input: details.input.clone() });
         Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
     }
 

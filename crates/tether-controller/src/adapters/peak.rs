@@ -100,7 +100,7 @@ fn changes(cr: &PeakWebapp, remote: &Webapp) -> WebappFields {
     }
 }
 
-async fn find(client: &Client, cr: &PeakWebapp) -> Result<Option<Webapp>, PlatformError> {
+async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<Webapp>, PlatformError> {
     if let Some(id) = cr.adopt_id() {
         let Some(webapp) = adopted(client.describe(id).await)? else { return Ok(None) };
         if webapp.name != cr.spec.name {
@@ -110,6 +110,12 @@ async fn find(client: &Client, cr: &PeakWebapp) -> Result<Option<Webapp>, Platfo
         return Ok(Some(webapp));
     }
     if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()) {
+        // A drift check reads the account's listing: list entries are whole webapps.
+        if let Some(webapp) = client.listed(id, cr.shared_read_age).await?
+            && webapp.name == cr.spec.name
+        {
+            return Ok(Some(webapp));
+        }
         match client.describe(id).await {
             Ok(webapp) if webapp.name == cr.spec.name => return Ok(Some(webapp)),
             Ok(_) | Err(PlatformError::NotFound(_)) => {}

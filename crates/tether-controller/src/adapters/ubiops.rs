@@ -120,9 +120,13 @@ fn refuse_foreign(cr: &UbiService, remote: &Service) -> Result<(), PlatformError
 /// The service this resource is bound to: the one named (project, name), or with the annotation
 /// `tether.dev/external-id`, the service of that id (its name must be the spec's: names are how UbiOps
 /// addresses services, and the spec's name is immutable).
-async fn find(client: &Client, cr: &UbiService) -> Result<Option<Service>, PlatformError> {
+async fn find(client: &Client, cr: &Request<'_, UbiService>) -> Result<Option<Service>, PlatformError> {
     let spec = &cr.spec;
-    let named = adopted(client.services_get(&spec.project, &spec.name).await)?;
+    // A drift check reads the project's listing, and the service in full only if its entry changed.
+    let named = match client.services_listed(&spec.project, &spec.name, cr.shared_read_age).await? {
+        Some(service) => Some(service),
+        None => adopted(client.services_get(&spec.project, &spec.name).await)?,
+    };
     let Some(id) = cr.adopt_id() else { return Ok(named) };
     if named.as_ref().is_some_and(|s| s.id.as_deref() == Some(id) || id == key(spec)) {
         return Ok(named);

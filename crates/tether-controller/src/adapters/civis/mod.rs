@@ -170,6 +170,12 @@ async fn find(client: &Client, cr: &Request<'_, CivisService>) -> Result<Option<
         return Ok(adopted(client.get(number).await)?.filter(|s| !s.archived));
     }
     if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()).and_then(|id| id.parse().ok()) {
+        // A drift check reads the account's listing, and the service in full only if its entry changed.
+        if let Some(service) = client.listed(id, cr.shared_read_age).await?
+            && !service.archived
+        {
+            return Ok(Some(service));
+        }
         match client.get(id).await {
             Ok(service) if !service.archived => return Ok(Some(service)),
             Ok(_) | Err(PlatformError::NotFound(_)) => {}
