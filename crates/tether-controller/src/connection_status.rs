@@ -146,7 +146,7 @@ async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> R
         return Ok(Action::requeue(ctx.config.poll_interval));
     }
     let recheck = match conn.as_connection() {
-        Some(connection) => crate::teardown::guard(connection, &ctx.client).await?,
+        Some(connection) => crate::teardown::guard(connection, &ctx.client, &ctx.sources).await?,
         None => None,
     };
     let settings = conn.settings();

@@ -166,6 +166,14 @@ impl Sources {
         Ok(Some(secret))
     }
 
+    /// What the watch shows of Secret `namespace/name`'s metadata (`None`: not in the watch, or gone).
+    pub fn secret_meta(&self, namespace: &str, name: &str) -> Option<Arc<PartialObjectMeta<Secret>>> {
+        if !self.covers(namespace) {
+            return None;
+        }
+        self.secrets.get(&ObjectRef::new(name).within(namespace))
+    }
+
     /// Records Tether's own write of a Secret, so the next read needs no GET.
     pub fn wrote(&self, secret: &Secret) {
         let (Some(namespace), Some(version)) = (secret.namespace(), secret.resource_version()) else { return };

@@ -18,6 +18,7 @@ use tether_api::{ApoloApp, AppService, CivisService, ConnectionKind, PeakWebapp,
 
 use crate::adapter::ManagedResource;
 use crate::error::Result;
+use crate::sources::Sources;
 
 pub use crate::annotations::IN_USE;
 
@@ -26,13 +27,20 @@ const RECHECK: Duration = Duration::from_secs(2);
 
 /// Keeps [`IN_USE`] on the Connection and its Secrets while they live; during a namespace teardown holds
 /// them until no resource names the Connection, then releases them. Returns when to look again.
-pub(crate) async fn guard(conn: &Connection, client: &Client) -> Result<Option<Duration>> {
+pub(crate) async fn guard(conn: &Connection, client: &Client, sources: &Sources) -> Result<Option<Duration>> {
     let namespace = conn.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let names = secret_names(conn);
     if conn.meta().deletion_timestamp.is_none() {
         add_finalizer(&Api::<Connection>::namespaced(client.clone(), &namespace), conn).await?;
         for name in &names {
+            // Already held, as the watch shows: nothing to read or write (the steady state).
+            if let Some(meta) = sources.secret_meta(&namespace, name)
+                && meta.metadata.deletion_timestamp.is_none()
+                && meta.finalizers().iter().any(|f| f == IN_USE)
+            {
+                continue;
+            }
             if let Some(secret) = secrets.get_opt(name).await? {
                 if secret.meta().deletion_timestamp.is_none() {
                     add_finalizer(&secrets, &secret).await?;

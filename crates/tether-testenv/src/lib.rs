@@ -32,7 +32,7 @@ const FIELD_MANAGER: &str = "tether-testenv";
 pub struct ControlPlane {
     kubeconfig: PathBuf,
     // Held for the life of the process: closing our end of the pipe (at exit) stops the control plane.
-    _lifeline: Option<Mutex<(Child, ChildStdin)>>,
+    lifeline: Option<Mutex<(Child, ChildStdin)>>,
 }
 
 static PLANE: OnceLock<ControlPlane> = OnceLock::new();
@@ -47,7 +47,7 @@ pub fn repo_root() -> PathBuf {
 pub fn control_plane() -> &'static ControlPlane {
     PLANE.get_or_init(|| {
         let plane = match std::env::var_os("TETHER_TEST_KUBECONFIG") {
-            Some(path) => ControlPlane { kubeconfig: PathBuf::from(path), _lifeline: None },
+            Some(path) => ControlPlane { kubeconfig: PathBuf::from(path), lifeline: None },
             None => start().unwrap_or_else(|e| panic!("control plane did not start: {e}")),
         };
         // Install on a runtime of our own: each #[tokio::test] has its own, and a client must not outlive
@@ -71,6 +71,13 @@ impl ControlPlane {
     /// Path of an admin kubeconfig for this cluster (for kubectl and other tools).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The process id of the control plane this harness started (`None` for an external one), e.g. to
+    /// measure its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        let lifeline = self.lifeline.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(lifeline.0.id())
     }
 
     /// A new client on the current tokio runtime.
@@ -120,7 +127,7 @@ fn start() -> Result<ControlPlane, String> {
         let _ = child.kill();
         return Err(format!("control plane exited before it was ready (logs in {})", data_dir.join("logs").display()));
     };
-    Ok(ControlPlane { kubeconfig: PathBuf::from(path), _lifeline: Some(Mutex::new((child, stdin))) })
+    Ok(ControlPlane { kubeconfig: PathBuf::from(path), lifeline: Some(Mutex::new((child, stdin))) })
 }
 
 async fn client_for(kubeconfig: &Path) -> Result<Client, String> {

@@ -1,0 +1,557 @@
+//! What the real operator costs: the `tether` binary (built by `cargo bench`, so a release build) runs as
+//! its own process against the five simulators (`tether sim`, no delay) on a real control plane, and N
+//! resources of the five kinds (N/5 each, from `examples/`) are created at once, changed, left alone for
+//! three drift periods and deleted. Side by side in the same run, the floor: a raw kube client making the
+//! same creates and one status write per resource, as fast as the API server takes them.
+//!
+//! Prints a table and writes it as JSON to `target/bench/operator-N.json`:
+//! - all Ready: seconds from the first create until every resource is Ready at its generation, and its
+//!   ratio to the floor; apply→Ready p50 and p99 (from each create's answer to the watch showing it Ready);
+//! - per resource, for create, change and delete: platform calls (reads and writes, the simulators' own
+//!   counts) and Tether's API writes (kube-apiserver's count of PATCH/PUT/POST on the kinds, their
+//!   status, Secrets and Events, less the benchmark's own);
+//! - steady state, per resource and drift period: platform calls, API reads (GET and LIST of anything)
+//!   and API writes;
+//! - operator peak RSS, its CPU seconds per phase, and the control plane's.
+//!
+//! ```text
+//! cargo bench -p tether --bench operator                  # N = 1000, 20 s drift period
+//! cargo bench -p tether --bench operator -- 10000 --drift-seconds 60
+//! ```
+//!
+//! Under `cargo test` (`--all-targets`) it runs with N = 10 and a 2 s drift period as a smoke test.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tether_testenv::{TestNamespace, control_plane, repo_root};
+
+/// The kinds, each with its example file, simulator and the spec change the benchmark makes.
+const KINDS: [(&str, &str, &str); 5] = [
+    ("AppService", "appservice.yaml", "iguazio"),
+    ("CivisService", "civisservice.yaml", "civis"),
+    ("ApoloApp", "apoloapp.yaml", "apolo"),
+    ("UbiService", "ubiservice.yaml", "ubiops"),
+    ("PeakWebapp", "peakwebapp.yaml", "peak"),
+];
+
+/// Creates (and status writes of the floor) in flight at once.
+const IN_FLIGHT: usize = 32;
+
+fn change(kind: &str) -> Value {
+    match kind {
+        "ApoloApp" => json!({"spec": {"input": {"preset": "cpu-small", "storage_gb": 30}}}),
+        _ => json!({"spec": {"description": "changed by the benchmark"}}),
+    }
+}
+
+struct Options {
+    n: usize,
+    drift: Duration,
+    smoke: bool,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let n = args.iter().find_map(|a| a.parse().ok()).unwrap_or(if smoke { 10 } else { 1000 });
+    let drift = args
+        .iter()
+        .position(|a| a == "--drift-seconds")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(if smoke { 2 } else { 20 });
+    Options { n: n.max(5), drift: Duration::from_secs(drift), smoke }
+}
+
+fn main() {
+    let options = options();
+    tokio::runtime::Runtime::new().expect("a runtime").block_on(run(options));
+}
+
+/// What the benchmark counts at a moment.
+#[derive(Clone, Default)]
+struct Counts {
+    platform_reads: u64,
+    platform_writes: u64,
+    api_reads: u64,
+    api_writes: u64,
+    lease_calls: u64,
+    /// API reads by resource and verb, to tell where the steady state's reads go.
+    reads: BTreeMap<String, u64>,
+    operator_cpu: f64,
+    plane_cpu: f64,
+}
+
+impl std::ops::Sub for Counts {
+    type Output = Counts;
+    fn sub(self, o: Counts) -> Counts {
+        Counts {
+            platform_reads: self.platform_reads - o.platform_reads,
+            platform_writes: self.platform_writes - o.platform_writes,
+            api_reads: self.api_reads.saturating_sub(o.api_reads),
+            api_writes: self.api_writes.saturating_sub(o.api_writes),
+            lease_calls: self.lease_calls.saturating_sub(o.lease_calls),
+            reads: self
+                .reads
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(o.reads.get(k).copied().unwrap_or(0))))
+                .filter(|(_, v)| *v > 0)
+                .collect(),
+            operator_cpu: self.operator_cpu - o.operator_cpu,
+            plane_cpu: self.plane_cpu - o.plane_cpu,
+        }
+    }
+}
+
+async fn run(options: Options) {
+    let Options { n, drift, smoke } = options;
+    let plane = control_plane();
+    let ns = TestNamespace::new("bench-operator").await;
+    let client = ns.client.clone();
+    let sims = common::Sims::start(&ns.name, "all", 0);
+    let origins: Vec<String> = KINDS.iter().map(|(_, _, platform)| sims.origin(platform)).collect();
+    common::kubectl(&["apply", "-n", &ns.name, "-f", sims.connections.to_str().unwrap()]);
+    let mut templates = Vec::new();
+    for (kind, file, _) in KINDS {
+        for doc in manifests(&repo_root().join("examples").join(file)) {
+            if doc["kind"] == "Secret" {
+                create(&client, &ns.name, &doc).await;
+            } else if doc["kind"] == kind {
+                templates.push(doc);
+            }
+        }
+    }
+    let mut resources = Vec::new();
+    for i in 0..n {
+        resources.push(numbered(&templates[i % templates.len()], i / templates.len()));
+    }
+    let drift_arg = drift.as_secs().to_string();
+    let log = sims.dir.join("operator.log");
+    let (metrics, probes) =
+        (format!("127.0.0.1:{}", common::free_port()), format!("127.0.0.1:{}", common::free_port()));
+    let args = ["run", "--namespace", &ns.name, "--poll-interval-seconds", &drift_arg];
+    let operator = common::tether_logging(
+        &[&args[..], &["--metrics-addr", &metrics, "--probe-addr", &probes]].concat(),
+        &log,
+        "warn",
+    );
+    let pid = operator.0.id();
+    let tracker = Tracker::start(&client, &ns.name).await;
+    let count = || async { counts(&client, &origins, pid, plane.pid()).await };
+    // Wait for the operator to be up (its Connections Ready) before the clock starts.
+    wait_for(Duration::from_secs(60), "Connections Ready", || async {
+        let out = common::kubectl(&["get", "connections", "-n", &ns.name, "-o", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 5 && items.iter().all(is_ready)
+    })
+    .await;
+
+    // Create.
+    let before = count().await;
+    let started = Instant::now();
+    let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    stream::iter(resources.iter().cloned())
+        .for_each_concurrent(IN_FLIGHT, |resource| {
+            let (client, ns, created_at) = (client.clone(), ns.name.clone(), created_at.clone());
+            async move {
+                let key = key(&resource);
+                create(&client, &ns, &resource).await;
+                created_at.lock().unwrap().insert(key, Instant::now());
+            }
+        })
+        .await;
+    let deadline = Duration::from_secs(if smoke { 120 } else { 1800 });
+    wait_for(deadline, "all Ready", || async { tracker.ready_at(1).len() == n }).await;
+    let all_ready = started.elapsed();
+    let created = count().await;
+    let created_at = created_at.lock().unwrap().clone();
+    let mut latencies: Vec<f64> = tracker
+        .ready_at(1)
+        .iter()
+        .filter_map(|(key, at)| Some(at.saturating_duration_since(*created_at.get(key)?).as_secs_f64()))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    // The look each resource gets after its last status write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Change.
+    let changing = count().await;
+    let change_started = Instant::now();
+    stream::iter(resources.iter().cloned())
+        .for_each_concurrent(IN_FLIGHT, |resource| {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let api = api(&client, &ns, &resource);
+                let name = resource["metadata"]["name"].as_str().unwrap().to_string();
+                let patch = change(resource["kind"].as_str().unwrap());
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("changed");
+            }
+        })
+        .await;
+    wait_for(deadline, "all Ready after the change", || async { tracker.ready_at(2).len() == n }).await;
+    let all_changed = change_started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let changed = count().await;
+
+    // Steady state: three drift periods.
+    let settled = count().await;
+    tokio::time::sleep(drift * 3).await;
+    let steady = count().await;
+
+    // Delete.
+    let deleting = count().await;
+    let delete_started = Instant::now();
+    for (kind, _, _) in KINDS {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource_of(kind));
+        api.delete_collection(&DeleteParams::default(), &ListParams::default()).await.expect("deleted");
+    }
+    wait_for(deadline, "all gone", || async { tracker.live() == 0 }).await;
+    let all_gone = delete_started.elapsed();
+    let deleted = count().await;
+    let rss_mib = peak_rss_kib(pid) as f64 / 1024.0;
+    drop(operator);
+
+    // The floor, in a namespace no operator watches.
+    let floor_ns = TestNamespace::new("bench-floor").await;
+    let floor_started = Instant::now();
+    stream::iter(resources.iter().cloned())
+        .for_each_concurrent(IN_FLIGHT, |resource| {
+            let (client, ns) = (client.clone(), floor_ns.name.clone());
+            async move {
+                create(&client, &ns, &resource).await;
+                let api = api(&client, &ns, &resource);
+                let name = resource["metadata"]["name"].as_str().unwrap();
+                let status = json!({"status": {"observedGeneration": 1, "conditions": [
+                    {"type": "Ready", "status": "True", "reason": "Available", "message": "",
+                     "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}});
+                api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
+            }
+        })
+        .await;
+    let floor = floor_started.elapsed();
+
+    let per = |count: u64| count as f64 / n as f64;
+    let phase = |c: Counts, bench_writes: u64| {
+        json!({
+            "platform_calls_per_resource": per(c.platform_reads + c.platform_writes),
+            "platform_writes_per_resource": per(c.platform_writes),
+            "api_writes_per_resource": per(c.api_writes.saturating_sub(bench_writes)),
+            "operator_cpu_seconds": c.operator_cpu,
+            "control_plane_cpu_seconds": c.plane_cpu,
+        })
+    };
+    let steady_counts = steady - settled;
+    let percentile = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied();
+    let report = json!({
+        "n": n,
+        "drift_period_seconds": drift.as_secs(),
+        "all_ready_seconds": all_ready.as_secs_f64(),
+        "floor_seconds": floor.as_secs_f64(),
+        "ready_to_floor": all_ready.as_secs_f64() / floor.as_secs_f64(),
+        "apply_to_ready_p50_seconds": percentile(0.5),
+        "apply_to_ready_p99_seconds": percentile(0.99),
+        "all_changed_seconds": all_changed.as_secs_f64(),
+        "all_gone_seconds": all_gone.as_secs_f64(),
+        "create": phase(created - before, 0),
+        // The benchmark's own PATCH of each resource is counted by the API server too.
+        "change": phase(changed - changing, n as u64),
+        "delete": phase(deleted - deleting, 0),
+        "steady": {
+            "platform_calls_per_resource_per_period": per(steady_counts.platform_reads + steady_counts.platform_writes) / 3.0,
+            "api_reads_per_period": steady_counts.api_reads as f64 / 3.0,
+            "api_writes_per_period": steady_counts.api_writes as f64 / 3.0,
+            "lease_requests_per_period": steady_counts.lease_calls as f64 / 3.0,
+            "api_reads_by_resource": steady_counts.reads,
+            "operator_cpu_seconds_per_period": steady_counts.operator_cpu / 3.0,
+            "control_plane_cpu_seconds_per_period": steady_counts.plane_cpu / 3.0,
+        },
+        "operator_peak_rss_mib": rss_mib,
+    });
+    print_table(&report);
+    let dir = repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    let path = dir.join(format!("operator-{n}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("the JSON report");
+    println!("written to {}", path.display());
+    assert_eq!(steady_counts.api_writes, 0, "API writes in the steady state");
+    sims.clean_up();
+}
+
+fn print_table(r: &Value) {
+    let f = |v: &Value| v.as_f64().map_or_else(|| "-".to_string(), |x| format!("{x:.2}"));
+    println!(
+        "tether run ({}) against the five simulators, N = {} (N/5 of each kind), drift period {} s",
+        if cfg!(debug_assertions) { "debug build: a smoke run" } else { "release build" },
+        r["n"],
+        r["drift_period_seconds"]
+    );
+    println!(
+        "all Ready {} s (floor: raw client creates + status writes {} s, ratio {}); apply→Ready p50 {} s p99 {} s",
+        f(&r["all_ready_seconds"]),
+        f(&r["floor_seconds"]),
+        f(&r["ready_to_floor"]),
+        f(&r["apply_to_ready_p50_seconds"]),
+        f(&r["apply_to_ready_p99_seconds"])
+    );
+    println!(
+        "{:<8} {:>16} {:>16} {:>12} {:>14} {:>14}",
+        "phase", "platform calls", "platform writes", "API writes", "operator CPU s", "control CPU s"
+    );
+    for phase in ["create", "change", "delete"] {
+        let p = &r[phase];
+        println!(
+            "{:<8} {:>16} {:>16} {:>12} {:>14} {:>14}",
+            phase,
+            f(&p["platform_calls_per_resource"]),
+            f(&p["platform_writes_per_resource"]),
+            f(&p["api_writes_per_resource"]),
+            f(&p["operator_cpu_seconds"]),
+            f(&p["control_plane_cpu_seconds"])
+        );
+    }
+    let s = &r["steady"];
+    println!(
+        "steady, per drift period: {} platform calls per resource, {} API reads, {} API writes (and {} Lease requests \
+         of the election), operator CPU {} s, control plane CPU {} s",
+        f(&s["platform_calls_per_resource_per_period"]),
+        f(&s["api_reads_per_period"]),
+        f(&s["api_writes_per_period"]),
+        f(&s["lease_requests_per_period"]),
+        f(&s["operator_cpu_seconds_per_period"]),
+        f(&s["control_plane_cpu_seconds_per_period"])
+    );
+    println!(
+        "changed in {} s, gone in {} s; operator peak RSS {} MiB",
+        f(&r["all_changed_seconds"]),
+        f(&r["all_gone_seconds"]),
+        f(&r["operator_peak_rss_mib"])
+    );
+}
+
+/// Every resource's Ready time per generation, from one watch per kind.
+struct Tracker {
+    state: Arc<Mutex<TrackerState>>,
+}
+
+#[derive(Default)]
+struct TrackerState {
+    /// By `Kind/name`: the first instant it was seen Ready, per generation.
+    ready: HashMap<String, BTreeMap<i64, Instant>>,
+    live: HashMap<String, ()>,
+}
+
+impl Tracker {
+    async fn start(client: &kube::Client, namespace: &str) -> Self {
+        let state: Arc<Mutex<TrackerState>> = Arc::default();
+        for (kind, _, _) in KINDS {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource_of(kind));
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut events = watcher(api, watcher::Config::default()).boxed();
+                while let Some(event) = events.next().await {
+                    let now = Instant::now();
+                    let Ok(event) = event else { continue };
+                    let mut state = state.lock().unwrap();
+                    match event {
+                        watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                            let key = format!("{kind}/{}", obj.metadata.name.clone().unwrap_or_default());
+                            state.live.insert(key.clone(), ());
+                            if let Some(generation) = ready_generation(&obj) {
+                                state.ready.entry(key).or_default().entry(generation).or_insert(now);
+                            }
+                        }
+                        watcher::Event::Delete(obj) => {
+                            state.live.remove(&format!("{kind}/{}", obj.metadata.name.unwrap_or_default()));
+                        }
+                        watcher::Event::Init | watcher::Event::InitDone => {}
+                    }
+                }
+            });
+        }
+        Self { state }
+    }
+
+    /// The resources Ready at `generation`, with when.
+    fn ready_at(&self, generation: i64) -> HashMap<String, Instant> {
+        let state = self.state.lock().unwrap();
+        state.ready.iter().filter_map(|(k, by)| Some((k.clone(), *by.get(&generation)?))).collect()
+    }
+
+    fn live(&self) -> usize {
+        self.state.lock().unwrap().live.len()
+    }
+}
+
+fn key(resource: &Value) -> String {
+    format!("{}/{}", resource["kind"].as_str().unwrap(), resource["metadata"]["name"].as_str().unwrap())
+}
+
+/// The generation the object is Ready at, if it is Ready.
+fn ready_generation(obj: &DynamicObject) -> Option<i64> {
+    let generation = obj.metadata.generation?;
+    let value = serde_json::to_value(obj).ok()?;
+    (is_ready(&value) && value["status"]["observedGeneration"] == generation).then_some(generation)
+}
+
+fn is_ready(obj: &Value) -> bool {
+    obj["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+async fn wait_for<F, Fut>(deadline: Duration, what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < deadline, "not {what} after {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn resource_of(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("tether.dev", "v1alpha1", kind))
+}
+
+fn api(client: &kube::Client, namespace: &str, resource: &Value) -> Api<DynamicObject> {
+    let kind = resource["kind"].as_str().unwrap();
+    if kind == "Secret" {
+        return Api::namespaced_with(
+            client.clone(),
+            namespace,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+        );
+    }
+    Api::namespaced_with(client.clone(), namespace, &resource_of(kind))
+}
+
+async fn create(client: &kube::Client, namespace: &str, resource: &Value) {
+    let object: DynamicObject = serde_json::from_value(resource.clone()).expect("a manifest");
+    match api(client, namespace, resource).create(&PostParams::default(), &object).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("creating {}: {e}", key(resource)),
+    }
+}
+
+fn manifests(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("an example");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("YAML"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+/// The example as resource `i`: its name, its platform name and its outputs Secret numbered.
+fn numbered(template: &Value, i: usize) -> Value {
+    let mut resource = template.clone();
+    let name = resource["metadata"]["name"].as_str().unwrap().to_string();
+    resource["metadata"]["name"] = json!(format!("{name}-{i}"));
+    for field in ["name", "writeOutputsTo"] {
+        if let Some(value) = resource["spec"][field].as_str().map(str::to_string) {
+            resource["spec"][field] = json!(format!("{value}-{i}"));
+        }
+    }
+    resource
+}
+
+async fn counts(client: &kube::Client, origins: &[String], operator: u32, plane: Option<u32>) -> Counts {
+    let mut counts = Counts::default();
+    for origin in origins {
+        let counters: BTreeMap<String, u64> =
+            reqwest::get(format!("{origin}/_sim/counters")).await.expect("counters").json().await.expect("JSON");
+        for (route, count) in counters {
+            if route.starts_with("GET ") {
+                counts.platform_reads += count;
+            } else {
+                counts.platform_writes += count;
+            }
+        }
+    }
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.expect("kube-apiserver /metrics");
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+        let label = |key: &str| labels.split(&format!("{key}=\"")).nth(1).and_then(|rest| rest.split('"').next());
+        let (Some(resource), Some(verb)) = (label("resource"), label("verb")) else { continue };
+        if resource.is_empty() {
+            // Not an object: /metrics (the benchmark's own scrape), /healthz, /version.
+            continue;
+        }
+        let count = value.parse::<f64>().unwrap_or(0.0) as u64;
+        let ours = matches!(
+            resource,
+            "appservices" | "civisservices" | "apoloapps" | "ubiservices" | "peakwebapps" | "secrets" | "events"
+        ) || resource.ends_with("connections");
+        match verb {
+            // The leader election's renewals and fencing reads, counted apart: they do not grow with N.
+            _ if resource == "leases" => counts.lease_calls += count,
+            "GET" | "LIST" => {
+                counts.api_reads += count;
+                *counts.reads.entry(format!("{verb} {resource}")).or_default() += count;
+            }
+            "PATCH" | "PUT" | "APPLY" if ours => counts.api_writes += count,
+            "POST" if matches!(resource, "secrets" | "events") => counts.api_writes += count,
+            _ => {}
+        }
+    }
+    counts.operator_cpu = cpu_seconds(&[operator]);
+    counts.plane_cpu = plane.map_or(0.0, |pid| cpu_seconds(&descendants(pid)));
+    counts
+}
+
+/// User + system CPU seconds of the processes (clock ticks of 1/100 s, as Linux reports them).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .sum()
+}
+
+/// `pid` and every process below it.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let Some(parent) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        else {
+            continue;
+        };
+        parents.entry(parent).or_default().push(child);
+    }
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(parents.get(&all[i]).cloned().unwrap_or_default());
+        i += 1;
+    }
+    all
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
