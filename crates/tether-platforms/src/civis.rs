@@ -106,6 +106,9 @@ fn message(body: &Value) -> Option<String> {
 
 const SERVICE: &str = "/services/{id}";
 
+/// Services per page of a listing: the most the platform gives.
+const PAGE: u32 = 50;
+
 /// What tells a service's list entry changed: its update time and its current deployment (none without
 /// an update time: then every drift check reads the service in full).
 fn marker(service: &Service) -> Option<String> {
@@ -148,16 +151,17 @@ impl Client {
         self.http.json(call).await
     }
 
-    /// Every page of services, until an empty page (the platform's only end marker), at most
-    /// [`MAX_PAGES`].
+    /// Every page of services, until a page shorter than asked for (the platform has no end marker but
+    /// an empty page: a short page is the last, which saves a request per listing), at most [`MAX_PAGES`].
     pub async fn list_all(&self, options: &ListOptions) -> Result<Vec<Service>> {
         let mut out = Vec::new();
         for page in 1..=MAX_PAGES {
-            let items = self.list(options, page as u32, 50).await?;
-            if items.is_empty() {
+            let items = self.list(options, page as u32, PAGE).await?;
+            let last = items.len() < PAGE as usize;
+            out.extend(items);
+            if last {
                 return Ok(out);
             }
-            out.extend(items);
         }
         Err(too_many_pages("services"))
     }

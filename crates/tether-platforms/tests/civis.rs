@@ -100,3 +100,20 @@ async fn errors_and_a_crashing_deployment() {
     c.deploy(crash.id, false).await.unwrap();
     assert!(matches!(c.wait_running(crash.id, TICK, LONG).await, Err(Error::Platform(m)) if m.contains("crash")));
 }
+
+#[tokio::test]
+async fn a_listing_reads_every_page_and_stops_at_a_short_one() {
+    let (c, url) = setup().await;
+    for i in 0..120 {
+        c.create(&fields(json!({"name": format!("s{i}"), "dockerImageName": "nginx"}))).await.unwrap();
+    }
+    let origin = reqwest::Url::parse(&url).unwrap().origin().ascii_serialization();
+    let lists = || async {
+        let counters: Value = reqwest::get(format!("{origin}/_sim/counters")).await.unwrap().json().await.unwrap();
+        counters["GET /services"].as_u64().unwrap_or(0)
+    };
+    let before = lists().await;
+    let all = c.list_all(&ListOptions::default()).await.unwrap();
+    assert_eq!(all.len(), 120);
+    assert_eq!(lists().await - before, 3, "50 + 50 + 20: the short page is the last");
+}
