@@ -174,14 +174,13 @@ impl Adapter for Apolo {
         cr: &Request<'_, ApoloApp>,
     ) -> Result<Observation<ApoloAppObservation>, PlatformError> {
         let client = scoped(client, cr);
-        // A drift check reads the scope's listing (its entries are whole apps), and the app's details
-        // only if the entry changed since they were read.
+        // A drift check reads the scope's listing (its entries are whole apps); the app's details are read
+        // only when its entry changed since they were read.
         let recorded = cr.status.as_ref().and_then(|s| s.external_id.as_deref()).filter(|_| cr.adopt_id().is_none());
         let listed = match recorded {
             Some(id) => client.listed(id, cr.shared_read_age).await?,
             None => None,
         };
-        let from_listing = listed.is_some();
         let app = match listed {
             Some(app) => app,
             None => match find(&client, cr).await? {
@@ -191,10 +190,9 @@ impl Adapter for Apolo {
         };
         let settled = !matches!(app.state.as_str(), "queued" | "progressing" | "uninstalling");
         let marker = details_marker(cr, &app);
-        let kept = marker
-            .as_ref()
-            .filter(|_| from_listing)
-            .and_then(|marker| client.derived(&app.id, marker)?.downcast::<Details>().ok());
+        // The details change only with the marker, however the app was read (a converging app polled
+        // while queued needs its revisions and outputs once).
+        let kept = marker.as_ref().and_then(|marker| client.derived(&app.id, marker)?.downcast::<Details>().ok());
         let details = match kept {
             Some(details) => details,
             None => {
