@@ -225,6 +225,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// The platform this kind lives on; a Connection of another platform is refused.
     const PLATFORM: Platform;
 
+    /// Whether `create` and `update` get the object as it now is in the platform's answer and
+    /// [`Request::remember`] it, so that an `observe` right after reads it from there: the reconciler then
+    /// observes at once and a write the platform completes at once is reported in one status write.
+    const WRITES_ANSWER_THE_OBJECT: bool = false;
+
     /// Builds a client for an account.
     fn connect(account: &Account) -> Result<Self::Client, PlatformError>;
 

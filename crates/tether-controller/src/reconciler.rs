@@ -305,6 +305,36 @@ fn retry_delay<A: Adapter>(cr: &A::Resource, error: &Error, ctx: &Context<A>) ->
     jitter(ctx.config.backoff.saturating_mul(1 << (*count - 1).min(16)).min(ctx.config.max_backoff))
 }
 
+/// For a platform whose create and update answer with the object as it now is
+/// ([`Adapter::WRITES_ANSWER_THE_OBJECT`]): observes once more, from that answer, and when the object is then
+/// up to date reports it as observed, so a write the platform completes at once costs one status write
+/// instead of two and no second reconcile. `None`: report the write as in progress (the next look comes at
+/// the converge interval).
+async fn settled_at_once<A: Adapter>(
+    client: &A::Client,
+    cr: &Request<'_, A::Resource>,
+    ctx: &Context<A>,
+    written: Option<&str>,
+) -> Result<Option<Step<<A::Resource as ManagedResource>::Observation>>> {
+    if !A::WRITES_ANSWER_THE_OBJECT {
+        return Ok(None);
+    }
+    let Ok(observed @ Observation::Present { up_to_date: true, .. }) = A::observe(client, cr).await else {
+        return Ok(None);
+    };
+    if let (Observation::Present { outputs, .. }, Some(secret)) = (&observed, cr.outputs_secret()) {
+        write_outputs(cr, ctx, secret, outputs.clone()).await?;
+    }
+    let Next::Report { outcome, external_id, at_provider, pace } = plan::after_observe(&**cr, observed) else {
+        return Ok(None);
+    };
+    let requeue = match pace {
+        Pace::Converge => Some(ctx.config.converge_interval),
+        Pace::Settled => Some(jitter(poll_interval(&**cr, &ctx.config))),
+    };
+    Ok(Some(Step::Report(outcome, external_id.or(written.map(str::to_string)), at_provider, requeue)))
+}
+
 /// When to look again: after this long, or (`None`) only when something changes.
 type Requeue = Option<Duration>;
 
@@ -354,6 +384,9 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             let id = id?;
             tracing::info!(external_id = %id, "created the remote object");
             ctx.event(cr, false, "Created", "Create", format!("created {id} on {:?}", A::PLATFORM)).await;
+            if let Some(step) = settled_at_once::<A>(&client, cr, ctx, Some(&id)).await? {
+                return Ok(step);
+            }
             let (outcome, next) = plan::created();
             Step::Report(outcome, Some(id), None, pace(next))
         }
@@ -363,6 +396,9 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             updated?;
             tracing::info!(%external_id, "updated the remote object");
             ctx.event(cr, false, "Updated", "Update", format!("applied the spec to {external_id}")).await;
+            if let Some(step) = settled_at_once::<A>(&client, cr, ctx, Some(&external_id)).await? {
+                return Ok(step);
+            }
             let (outcome, next) = plan::updated();
             Step::Report(outcome, Some(external_id), Some(at_provider), pace(next))
         }

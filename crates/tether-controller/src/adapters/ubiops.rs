@@ -181,6 +181,8 @@ impl Adapter for UbiOps {
     type Resource = UbiService;
     type Client = Client;
     const PLATFORM: Platform = Platform::Ubiops;
+    // POST and PATCH are synchronous and answer with the service.
+    const WRITES_ANSWER_THE_OBJECT: bool = true;
 
     fn connect(account: &Account) -> Result<Client, PlatformError> {
         Client::new(account.http.clone(), account.credential("token")?)
@@ -195,7 +197,14 @@ impl Adapter for UbiOps {
         cr: &Request<'_, UbiService>,
     ) -> Result<Observation<UbiServiceObservation>, PlatformError> {
         let spec = &cr.spec;
-        let Some(remote) = find(client, cr).await? else { return Ok(Observation::Absent) };
+        // Right after a create or update, the platform's answer is the service as it now is.
+        let remote = match cr.recall::<Service>() {
+            Some(written) => written,
+            None => match find(client, cr).await? {
+                Some(remote) => remote,
+                None => return Ok(Observation::Absent),
+            },
+        };
         let external_id = external_id(spec, &remote);
         if !may_observe::<UbiService>(cr, owner_mark(&remote).as_ref(), &object(spec), &external_id)? {
             return Ok(Observation::Absent);
@@ -230,7 +239,9 @@ impl Adapter for UbiOps {
             }
             Err(e) => return Err(e),
         };
-        Ok(external_id(spec, &created))
+        let id = external_id(spec, &created);
+        cr.remember(created);
+        Ok(id)
     }
 
     async fn update(client: &Client, cr: &Request<'_, UbiService>, _external_id: &str) -> Result<(), PlatformError> {
@@ -241,7 +252,8 @@ impl Adapter for UbiOps {
         refuse_foreign(cr, &remote)?;
         let changes = differences(cr, &remote);
         if !changes.is_empty() {
-            client.services_update(&cr.spec.project, &cr.spec.name, &fields_of(changes)).await?;
+            let updated = client.services_update(&cr.spec.project, &cr.spec.name, &fields_of(changes)).await?;
+            cr.remember(updated);
         }
         Ok(())
     }
