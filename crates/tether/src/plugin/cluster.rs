@@ -112,13 +112,8 @@ pub async fn connection_of<K: ManagedResource>(client: &Client, cr: &K) -> anyho
         }
     };
     let wanted = K::kind(&()).to_string();
-    if format!("{:?}", of.settings.platform) != format!("{:?}", kind_platform(&wanted)) {
-        bail!(
-            "{} is for platform {:?}; a {wanted} needs {:?}",
-            of.display,
-            of.settings.platform,
-            kind_platform(&wanted)
-        );
+    if let Some(needed) = kind_platform(&wanted).filter(|p| *p != of.settings.platform) {
+        bail!("{} is for platform {:?}; a {wanted} needs a {needed:?} connection", of.display, of.settings.platform);
     }
     Ok(of)
 }
