@@ -341,3 +341,30 @@ fn help_explains_every_subcommand_and_kubectl_finds_the_plugin() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("-f, --filename <FILE>"), "{}", stdout(&out));
 }
+
+#[tokio::test]
+async fn diff_of_an_edited_civis_service_names_the_redeploy_and_hides_secret_values() {
+    let env = day2("d2-diff-civis", "civis", &["examples/civisservice.yaml"], &["civisservice/sales-dashboard"]).await;
+    let ns = env.ns.name.as_str();
+    let source = std::fs::read_to_string(tether_testenv::repo_root().join("examples/civisservice.yaml")).unwrap();
+    let edited = source
+        .replace("dockerImageTag: \"1.4.2\"", "dockerImageTag: \"1.5.0\"")
+        .replace("LOG_LEVEL: info", "LOG_LEVEL: debug");
+    let file = std::env::temp_dir().join(format!("tether-{ns}-civis.yaml"));
+    std::fs::write(&file, edited).unwrap();
+    let out = plugin(&["diff", "-n", ns, "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    let text = stdout(&out);
+    eprintln!("{text}");
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(stderr(&out).contains("skipping Secret civis-credentials"), "{}", stderr(&out));
+    let changes: Vec<&str> = text.lines().filter(|l| l.starts_with("  ~ ")).collect();
+    assert_eq!(changes.len(), 2, "{text}");
+    assert_eq!(changes[0], "  ~ dockerImageTag: \"1.4.2\" -> \"1.5.0\"", "{text}");
+    assert!(changes[1].starts_with("  ~ environmentVariables: "), "{text}");
+    assert!(changes[1].contains(r#""LOG_LEVEL":"info""#) && changes[1].contains(r#""LOG_LEVEL":"debug""#), "{text}");
+    assert!(changes[1].contains(r#""DB_PASSWORD":"(secret value, not shown)""#), "{text}");
+    assert!(!text.contains("replace-with-the-database-password"), "a Secret value is printed: {text}");
+    assert!(text.contains("  then: redeploy: a new deployment replaces deployment"), "{text}");
+    env.sims.clean_up();
+}

@@ -138,10 +138,6 @@ async fn apolo(cluster: &Cluster, args: &LogsArgs, name: &str, since: Option<Tim
     if url.query() == Some("") {
         url.set_query(None);
     }
-    anyhow::ensure!(
-        url.scheme() == "ws",
-        "the Apolo log stream is at {url}; this build of kubectl-tether speaks ws:// only"
-    );
     let token = account.credential("token").map_err(|e| anyhow::anyhow!("{display}: {e}"))?;
     let mut request = url.as_str().into_client_request()?;
     request.headers_mut().insert(
