@@ -17,6 +17,9 @@ use crate::cluster::{self, Cluster};
 use crate::kinds::{Kind, with_adapter};
 use crate::output::structured;
 
+/// What the uid of a resource not created yet reads as in a plan (owner marks carry the uid).
+const NEW_UID: &str = "<uid of the new resource>";
+
 /// One resource's plan, as `-o json|yaml` prints it.
 #[derive(Debug, Serialize)]
 pub struct Diff {
@@ -90,10 +93,21 @@ async fn as_applied(
     manifest["metadata"]["namespace"] = Value::String(namespace.to_string());
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
     let params = PatchParams::apply("kubectl-tether-diff").dry_run().force();
+    let exists = api
+        .get_opt(name)
+        .await
+        .map_err(|e| cluster::explain(e, &format!("{} {namespace}/{name}", kind.name())))?
+        .is_some();
     match api.patch(name, &params, &Patch::Apply(&manifest)).await {
+        // A dry-run create makes up a uid the real create will not use: shown as what it stands for.
+        Ok(object) if !exists => {
+            let mut object = serde_json::to_value(object)?;
+            object["metadata"]["uid"] = Value::String(NEW_UID.into());
+            Ok(object)
+        }
         Ok(object) => Ok(serde_json::to_value(object)?),
         Err(kube::Error::Api(status)) if status.code == 403 || status.code == 405 => {
-            let live = api.get_opt(name).await.ok().flatten();
+            let live = if exists { api.get_opt(name).await.ok().flatten() } else { None };
             Ok(match live {
                 Some(live) => {
                     let mut merged = serde_json::to_value(live)?;
@@ -111,7 +125,10 @@ async fn as_applied(
                     }
                     merged
                 }
-                None => manifest,
+                None => {
+                    manifest["metadata"]["uid"] = Value::String(NEW_UID.into());
+                    manifest
+                }
             })
         }
         Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
@@ -137,7 +154,9 @@ async fn plan<A: Preview>(client: &kube::Client, kind: Kind, cr: &A::Resource) -
             "annotation {} is \"true\": nothing is sent until it is removed",
             tether_controller::reconciler::PAUSED
         )),
-        _ => None,
+        _ => serde_json::to_value(cr).ok().and_then(|v| v.pointer("/spec/rollbackToRevision")?.as_i64()).map(|n| {
+            format!("spec.rollbackToRevision pins the configuration to revision {n}: spec.input is not applied until the field is removed")
+        }),
     };
     Ok(Diff { kind: kind.name(), namespace: cr.namespace().unwrap_or_default(), name: cr.name_any(), note, plan })
 }

@@ -89,7 +89,7 @@ pub async fn revisions(cluster: &Cluster, global: &Global, kind: Kind, name: &st
             ]
         })
         .collect();
-    print!("{}", table(&["REVISION", "", "CREATED", "CREATOR", "COMMENT"], &lines));
+    print!("{}", table(&["REVISION", "STATUS", "CREATED", "CREATOR", "COMMENT"], &lines));
     if let Some(pin) = cr.spec.rollback_to_revision {
         println!(
             "\nspec.rollbackToRevision pins the configuration to revision {pin}; remove it to follow spec.input again."
