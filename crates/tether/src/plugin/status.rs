@@ -1,5 +1,5 @@
-//! `kubectl tether status`: every Tether resource with Ready, Synced, the reason and message, its age and
-//! the platform's state, grouped by kind, failures first.
+//! `kubectl tether status`: every Tether resource with Ready, Synced, the reason and message (and since when
+//! the condition shown has held), its age and the platform's state, grouped by kind, failures first.
 
 use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
@@ -25,16 +25,23 @@ pub struct Row {
     pub state: String,
     pub external_id: String,
     pub age: String,
+    /// How long the condition shown (Synced when failing, else Ready) has had its status.
+    pub since: String,
     #[serde(skip)]
     rank: u8,
 }
 
 /// The condition `type_` of a resource as `(status, reason, message)`.
 pub fn condition(object: &Value, type_: &str) -> Option<(String, String, String)> {
+    condition_with_time(object, type_).map(|(status, reason, message, _)| (status, reason, message))
+}
+
+/// The condition `type_` with its lastTransitionTime.
+fn condition_with_time(object: &Value, type_: &str) -> Option<(String, String, String, String)> {
     let conditions = object.pointer("/status/conditions")?.as_array()?;
     let c = conditions.iter().find(|c| c["type"] == type_)?;
     let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-    Some((text("status"), text("reason"), text("message")))
+    Some((text("status"), text("reason"), text("message"), text("lastTransitionTime")))
 }
 
 impl Row {
@@ -46,8 +53,15 @@ impl Row {
         let synced = condition(&json, "Synced").unwrap_or_else(none);
         let stalled = condition(&json, "Stalled").is_some_and(|c| c.0 == "True");
         // What to show: the failing condition's reason and message, Synced first (the reconcile failed).
-        let (reason, message) =
-            if synced.0 != "True" { (synced.1.clone(), synced.2.clone()) } else { (ready.1.clone(), ready.2.clone()) };
+        let (reason, message, shown) = if synced.0 != "True" {
+            (synced.1.clone(), synced.2.clone(), "Synced")
+        } else {
+            (ready.1.clone(), ready.2.clone(), "Ready")
+        };
+        let since = condition_with_time(&json, shown)
+            .and_then(|c| crate::output::parse_time(&c.3))
+            .map(age)
+            .unwrap_or_default();
         let rank = match () {
             _ if stalled || synced.0 == "False" => 0,
             _ if ready.0 != "True" => 1,
@@ -65,6 +79,7 @@ impl Row {
             state: text("/status/atProvider/state"),
             external_id: text("/status/externalId"),
             age: object.metadata.creation_timestamp.as_ref().map(|t| age(t.0)).unwrap_or_default(),
+            since,
             rank,
         }
     }
@@ -125,7 +140,7 @@ pub async fn run(cluster: &Cluster, global: &Global) -> anyhow::Result<()> {
             kind.platform_name(),
             of_kind.len()
         );
-        let mut header = vec!["NAMESPACE", "NAME", "READY", "SYNCED", "REASON", "STATE", "AGE"];
+        let mut header = vec!["NAMESPACE", "NAME", "READY", "SYNCED", "REASON", "SINCE", "STATE", "AGE"];
         if wide {
             header.push("EXTERNAL-ID");
         }
@@ -134,7 +149,7 @@ pub async fn run(cluster: &Cluster, global: &Global) -> anyhow::Result<()> {
             .iter()
             .map(|r| {
                 let mut line = vec![r.namespace.clone(), r.name.clone(), r.ready.clone(), r.synced.clone()];
-                line.extend([r.reason.clone(), r.state.clone(), r.age.clone()]);
+                line.extend([r.reason.clone(), r.since.clone(), r.state.clone(), r.age.clone()]);
                 if wide {
                     line.push(r.external_id.clone());
                     line.push(r.message.clone());
