@@ -83,6 +83,7 @@ async fn status_groups_by_kind_with_failures_first() {
     assert!(broken_at < healthy_at, "the failing resource first:\n{text}");
     assert!(text.contains("ConnectionNotFound"), "{text}");
     assert!(text.contains("1 not ready or not synced"), "{text}");
+    assert!(text.contains("PeakWebapp (Peak): 1 resource, 0 not ready"), "{text}");
 
     let rows: Value = serde_json::from_str(&ok(&["status", "-n", ns, "-o", "json"])).unwrap();
     let rows = rows.as_array().unwrap();

@@ -134,12 +134,11 @@ pub async fn run(cluster: &Cluster, global: &Global) -> anyhow::Result<()> {
         }
         first = false;
         let failing = of_kind.iter().filter(|r| r.rank < 2).count();
-        println!(
-            "{} ({}): {} resources, {failing} not ready or not synced",
-            kind.name(),
-            kind.platform_name(),
-            of_kind.len()
-        );
+        let count = match of_kind.len() {
+            1 => "1 resource".to_string(),
+            n => format!("{n} resources"),
+        };
+        println!("{} ({}): {count}, {failing} not ready or not synced", kind.name(), kind.platform_name());
         let mut header = vec!["NAMESPACE", "NAME", "READY", "SYNCED", "REASON", "SINCE", "STATE", "AGE"];
         if wide {
             header.push("EXTERNAL-ID");
