@@ -230,9 +230,9 @@ async fn revisions_then_a_rollback_through_the_resource_waits_until_ready() {
 async fn events_merge_kubernetes_and_platform_events_in_time_order() {
     let env = day2(
         "d2-events",
-        "apolo,civis",
-        &["examples/apoloapp.yaml", "examples/civisservice.yaml"],
-        &["apoloapp/feature-store-db", "civisservice/sales-dashboard"],
+        "apolo,civis,iguazio",
+        &["examples/apoloapp.yaml", "examples/civisservice.yaml", "examples/appservice.yaml"],
+        &["apoloapp/feature-store-db", "civisservice/sales-dashboard", "appservice/team-notebook"],
     )
     .await;
     let ns = env.ns.name.as_str();
@@ -249,6 +249,12 @@ async fn events_merge_kubernetes_and_platform_events_in_time_order() {
     let text = ok(&["events", "civisservice/sales-dashboard", "-n", ns]);
     assert!(text.starts_with("TIME"), "{text}");
     assert!(text.contains("DeploymentCreated") && text.contains("kubernetes"), "{text}");
+    let igz: Value =
+        serde_json::from_str(&ok(&["events", "appservice/team-notebook", "-n", ns, "-o", "json"])).unwrap();
+    let job = igz.as_array().unwrap().iter().find(|e| e["reason"] == "ManifestJob").expect("the manifest job");
+    assert!(job["time"].is_string() && job["type"] == "completed", "{igz}");
+    let out = plugin(&["events", "ubiservice/nothing-here", "-n", ns]);
+    assert!(!out.status.success() && stderr(&out).contains("UbiService"), "{}", stderr(&out));
     env.sims.clean_up();
 }
 

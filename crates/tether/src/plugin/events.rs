@@ -165,15 +165,16 @@ async fn platform_events(cluster: &Cluster, kind: Kind, name: &str) -> anyhow::R
                     continue;
                 }
                 seen.push(id.clone());
-                match writer.client().job(&id).await {
+                match writer.client().job_attributes(&id).await {
                     Ok(job) => {
-                        let result = if job.result.is_empty() { String::new() } else { format!(": {}", job.result) };
+                        let field = |k: &str| job.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                        let (state, result) = (field("state"), field("result"));
+                        let result = if result.is_empty() { String::new() } else { format!(": {result}") };
                         let message = format!(
-                            "manifest job {} (the tenant's app services, not only this one) is {}{result}",
-                            job.id, job.state
+                            "manifest job {id} (the tenant's app services, not only this one) is {state}{result}"
                         );
-                        let time = attribute("updated_at").or_else(|| attribute("created_at"));
-                        out.push(entry(time.as_deref(), &job.state, "ManifestJob", message));
+                        let time = Some(field("updated_at")).filter(|t| !t.is_empty()).or(Some(field("created_at")));
+                        out.push(entry(time.as_deref(), &state, "ManifestJob", message));
                     }
                     Err(e) => eprintln!("Iguazio job {id}: {e}"),
                 }
