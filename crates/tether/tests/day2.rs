@@ -296,6 +296,27 @@ async fn logs_of_civis_and_apolo_and_follow_ends_cleanly() {
     assert!(out.status.success(), "Ctrl-C ends -f cleanly: {:?} {}", out.status, stderr(&out));
     assert!(stdout(&out).contains("Deployment is running"), "{}", stdout(&out));
 
+    // And -f ends by itself, exit 0, when the platform ends the deployment (the sim crashes it).
+    let child = Command::new(env!("CARGO_BIN_EXE_kubectl-tether"))
+        .args(["logs", "civisservice/sales-dashboard", "-n", ns, "-f"])
+        .env("KUBECONFIG", control_plane().kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let id = kubectl(&["get", "civisservice/sales-dashboard", "-n", ns, "-o", "jsonpath={.status.externalId}"]);
+    let id: i64 = String::from_utf8_lossy(&id.stdout).parse().unwrap();
+    let civis = env.sims.origin("civis");
+    let failed = reqwest::Client::new().post(format!("{civis}/_sim/fail")).json(&serde_json::json!({"id": id})).send();
+    assert!(failed.await.unwrap().status().is_success());
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15), "-f ended when the deployment terminated");
+    assert!(out.status.success(), "{:?} {}", out.status, stderr(&out));
+    assert!(stdout(&out).contains("Container crashed"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("terminated"), "{}", stderr(&out));
+
     // Peak has no log API, and says so.
     let out = plugin(&["logs", "peakwebapp/forecast-explorer", "-n", ns]);
     assert!(!out.status.success() && stderr(&out).contains("Peak has no log API"), "{}", stderr(&out));
