@@ -83,11 +83,23 @@ async fn status_groups_by_kind_with_failures_first() {
     assert!(broken_at < healthy_at, "the failing resource first:\n{text}");
     assert!(text.contains("ConnectionNotFound"), "{text}");
     assert!(text.contains("1 not ready or not synced"), "{text}");
+    // Its trace says which link is missing.
+    let trace = ok(&["trace", "ubiservice/z-broken", "-n", ns]);
+    assert!(
+        trace.contains(&format!("├── Connection {ns}/nowhere  [Missing] Connection {ns}/nowhere not found")),
+        "{trace}"
+    );
     assert!(text.contains("PeakWebapp (Peak): 1 resource, 0 not ready"), "{text}");
 
     let rows: Value = serde_json::from_str(&ok(&["status", "-n", ns, "-o", "json"])).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 3, "{rows:?}");
+    let managed: Vec<&Value> = rows.iter().filter(|r| !r["kind"].as_str().unwrap().contains("Connection")).collect();
+    assert_eq!(managed.len(), 3, "{rows:?}");
+    // The Connections they use, with their platform as the state.
+    let ubiops =
+        rows.iter().find(|r| r["kind"] == "Connection" && r["name"] == "ubiops").expect("the ubiops Connection");
+    assert_eq!((ubiops["ready"].as_str(), ubiops["state"].as_str()), (Some("True"), Some("ubiops")), "{ubiops}");
+    assert!(text.contains("Connection (any platform): 2 resources, 0 not ready"), "{text}");
     let scoring = rows.iter().find(|r| r["name"] == "scoring-api").unwrap();
     assert_eq!((scoring["ready"].as_str(), scoring["synced"].as_str()), (Some("True"), Some("True")));
     assert_eq!(scoring["state"], "ready", "the platform's state: {scoring}");

@@ -1,9 +1,10 @@
 //! `kubectl tether status`: every Tether resource with Ready, Synced, the reason and message (and since when
 //! the condition shown has held), its age and the platform's state, grouped by kind, failures first.
 
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use serde::Serialize;
 use serde_json::Value;
+use tether_api::connection::{ClusterConnection, Connection};
 
 use crate::cluster::Cluster;
 use crate::kinds::Kind;
@@ -85,9 +86,69 @@ impl Row {
     }
 }
 
+/// The groups `status` prints, in order: the five managed kinds, then the connections they use.
+const GROUPS: [(&str, &str); 7] = [
+    ("AppService", "Iguazio"),
+    ("CivisService", "Civis"),
+    ("ApoloApp", "Apolo"),
+    ("UbiService", "UbiOps"),
+    ("PeakWebapp", "Peak"),
+    ("Connection", "any platform"),
+    ("ClusterConnection", "any platform"),
+];
+
+impl Row {
+    /// A Connection's or ClusterConnection's line: its Ready condition, its platform as the state.
+    fn of_connection(kind: &'static str, object: &DynamicObject) -> Self {
+        let json = serde_json::to_value(object).unwrap_or_default();
+        let ready = condition_with_time(&json, "Ready");
+        let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string();
+        let (status, reason, message, since) = ready.unwrap_or_else(|| {
+            ("Unknown".into(), "NotChecked".into(), "Tether has not checked it yet".into(), String::new())
+        });
+        Row {
+            kind,
+            namespace: object.metadata.namespace.clone().unwrap_or_else(|| "-".into()),
+            name: object.metadata.name.clone().unwrap_or_default(),
+            rank: if status == "True" { 2 } else { 0 },
+            ready: status,
+            synced: "-".into(),
+            reason,
+            message,
+            state: text("/spec/platform"),
+            external_id: String::new(),
+            age: object.metadata.creation_timestamp.as_ref().map(|t| age(t.0)).unwrap_or_default(),
+            since: crate::output::parse_time(&since).map(age).unwrap_or_default(),
+        }
+    }
+}
+
 pub async fn run(cluster: &Cluster, global: &Global) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut unreadable = Vec::new();
+    let connections = [
+        ("Connection", ApiResource::erase::<Connection>(&()), true),
+        ("ClusterConnection", ApiResource::erase::<ClusterConnection>(&()), false),
+    ];
+    for (kind, resource, namespaced) in connections {
+        let api: Api<DynamicObject> = if namespaced && !global.all_namespaces {
+            Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &resource)
+        } else {
+            Api::all_with(cluster.client.clone(), &resource)
+        };
+        match api.list(&ListParams::default()).await {
+            Ok(list) => rows.extend(
+                list.items
+                    .iter()
+                    // In one namespace, only the ClusterConnections its resources may use.
+                    .filter(|o| namespaced || global.all_namespaces || allows(o, &cluster.namespace))
+                    .map(|o| Row::of_connection(kind, o)),
+            ),
+            // A user may read resources without reading connections: nothing to say about them then.
+            Err(kube::Error::Api(status)) if status.code == 403 => {}
+            Err(e) => unreadable.push(format!("{kind}: {e}")),
+        }
+    }
     for kind in Kind::ALL {
         let resource = kind.api_resource();
         let api: Api<DynamicObject> = if global.all_namespaces {
@@ -124,8 +185,8 @@ pub async fn run(cluster: &Cluster, global: &Global) -> anyhow::Result<()> {
     }
     let wide = global.output == Some(OutputFormat::Wide);
     let mut first = true;
-    for kind in Kind::ALL {
-        let of_kind: Vec<&Row> = rows.iter().filter(|r| r.kind == kind.name()).collect();
+    for (group, platform) in GROUPS {
+        let of_kind: Vec<&Row> = rows.iter().filter(|r| r.kind == group).collect();
         if of_kind.is_empty() {
             continue;
         }
@@ -138,7 +199,7 @@ pub async fn run(cluster: &Cluster, global: &Global) -> anyhow::Result<()> {
             1 => "1 resource".to_string(),
             n => format!("{n} resources"),
         };
-        println!("{} ({}): {count}, {failing} not ready or not synced", kind.name(), kind.platform_name());
+        println!("{group} ({platform}): {count}, {failing} not ready or not synced");
         let mut header = vec!["NAMESPACE", "NAME", "READY", "SYNCED", "REASON", "SINCE", "STATE", "AGE"];
         if wide {
             header.push("EXTERNAL-ID");
@@ -163,8 +224,14 @@ pub async fn run(cluster: &Cluster, global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a ClusterConnection lets resources of `namespace` use it.
+fn allows(object: &DynamicObject, namespace: &str) -> bool {
+    let allowed = object.data.pointer("/spec/allowedNamespaces").and_then(Value::as_array);
+    allowed.is_some_and(|list| list.iter().any(|n| n == "*" || n == namespace))
+}
+
 impl Row {
     fn kind_order(&self) -> usize {
-        Kind::ALL.iter().position(|k| k.name() == self.kind).unwrap_or(usize::MAX)
+        GROUPS.iter().position(|(group, _)| *group == self.kind).unwrap_or(usize::MAX)
     }
 }

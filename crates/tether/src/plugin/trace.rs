@@ -133,8 +133,11 @@ async fn trace<A: Adapter>(client: &kube::Client, kind: Kind, cr: &A::Resource) 
         Err(e) => {
             can_read_remote = false;
             let reference = cr.connection_ref();
-            let kind_name = format!("{:?}", reference.kind.unwrap_or_default());
-            root.children.push(Node::new(format!("{kind_name} {}", reference.name), forbidden_or(&e), e.to_string()));
+            let object = match reference.kind.unwrap_or_default() {
+                tether_api::ConnectionKind::Connection => format!("Connection {namespace}/{}", reference.name),
+                tether_api::ConnectionKind::ClusterConnection => format!("ClusterConnection {}", reference.name),
+            };
+            root.children.push(Node::new(object, forbidden_or(&e), e.to_string()));
         }
     }
     for (name, selector) in cr.secret_inputs() {
