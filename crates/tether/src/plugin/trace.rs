@@ -174,7 +174,7 @@ async fn remote<A: Adapter>(client: &kube::Client, kind: Kind, cr: &A::Resource,
         return Node::new(
             object,
             "Unknown",
-            format!("{detail}; not read live: the connection's credentials cannot be read"),
+            format!("{detail}; not read live: the connection or its credentials cannot be read"),
         );
     }
     let observed = async {
