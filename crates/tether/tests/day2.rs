@@ -293,6 +293,8 @@ async fn logs_of_civis_and_apolo_and_follow_ends_cleanly() {
     let stamped = ok(&["logs", "apoloapp/feature-store-db", "-n", ns, "--timestamps", "--tail", "1"]);
     assert_eq!(stamped.lines().count(), 1, "{stamped}");
     assert!(stamped.starts_with("20"), "a timestamp first: {stamped}");
+    let tail = ok(&["logs", "apoloapp/feature-store-db", "-n", ns, "-f", "--tail", "2"]);
+    assert_eq!(tail.lines().count(), 2, "--tail with -f: the last lines there, then what follows: {tail}");
 
     // Civis with -f follows the running deployment until Ctrl-C (SIGINT), then exits 0.
     let child = Command::new(env!("CARGO_BIN_EXE_kubectl-tether"))

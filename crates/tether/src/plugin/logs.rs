@@ -154,39 +154,55 @@ async fn apolo(cluster: &Cluster, args: &LogsArgs, name: &str, since: Option<Tim
         }
         Err(e) => anyhow::bail!("Apolo log stream of app {id}: {e}"),
     };
-    // Without -f and with --tail, lines are kept until the stream ends (or falls quiet) and the last N shown.
-    let mut kept: Vec<String> = Vec::new();
+    // With --tail, the lines there now (those that come before the stream ends, or falls quiet for a
+    // moment) are kept and the last N shown; with -f, every later line then follows.
+    let mut kept: Option<Vec<String>> = args.tail.map(|_| Vec::new());
     let mut stdout = std::io::stdout().lock();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let show_kept = |kept: &mut Option<Vec<String>>, out: &mut std::io::StdoutLock<'_>| -> std::io::Result<()> {
+        if let (Some(lines), Some(n)) = (kept.take(), args.tail) {
+            for line in &lines[lines.len().saturating_sub(n)..] {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+        }
+        Ok(())
+    };
     loop {
-        let quiet =
-            tokio::time::sleep(if args.follow { Duration::from_secs(365 * 86400) } else { Duration::from_secs(5) });
+        let quiet = match (args.follow, kept.is_some()) {
+            (false, _) => Duration::from_secs(5),
+            (true, true) => Duration::from_secs(1),
+            (true, false) => Duration::from_secs(365 * 86400),
+        };
         let message = tokio::select! {
             _ = &mut ctrl_c => { let _ = socket.close(None).await; break; }
-            () = quiet => break,
+            () = tokio::time::sleep(quiet) => {
+                if args.follow {
+                    show_kept(&mut kept, &mut stdout)?;
+                    continue;
+                }
+                break;
+            }
             message = socket.next() => message,
         };
         match message {
             None | Some(Ok(tungstenite::Message::Close(_))) => break,
             Some(Ok(tungstenite::Message::Binary(bytes))) => {
                 let chunk = String::from_utf8_lossy(&bytes).into_owned();
-                if args.tail.is_some() && !args.follow {
-                    kept.extend(chunk.lines().map(str::to_string));
-                } else {
-                    write!(stdout, "{chunk}")?;
-                    stdout.flush()?;
+                match kept.as_mut() {
+                    Some(lines) => lines.extend(chunk.lines().map(str::to_string)),
+                    None => {
+                        write!(stdout, "{chunk}")?;
+                        stdout.flush()?;
+                    }
                 }
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => anyhow::bail!("the Apolo log stream of app {id} broke: {e}"),
         }
     }
-    if let Some(n) = args.tail.filter(|_| !args.follow) {
-        for line in &kept[kept.len().saturating_sub(n)..] {
-            writeln!(stdout, "{line}")?;
-        }
-    }
+    show_kept(&mut kept, &mut stdout)?;
     stdout.flush()?;
     Ok(())
 }
