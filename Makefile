@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos storms control-plane helm gitops-judge crds
+.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos storms control-plane helm gitops-judge crds install
 
 FUZZ_SECONDS ?= 60
 
@@ -63,6 +63,14 @@ gitops-judge: ## Build (once, cached) the kstatus + Argo CD Lua judge the GitOps
 
 helm: ## Build (once, cached) the helm CLI the chart tests use and print its path
 	@tools/helm/build.sh
+
+PREFIX ?= $(HOME)/.cargo/bin
+PROFILE ?= release
+install: ## Build tether and the kubectl plugin kubectl-tether and install both into PREFIX (default ~/.cargo/bin)
+	$(CARGO) build --locked -p tether --bins --profile $(PROFILE)
+	install -d "$(PREFIX)"
+	install -m 0755 target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/tether target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/kubectl-tether "$(PREFIX)/"
+	@echo "installed tether and kubectl-tether in $(PREFIX); with it on PATH, kubectl tether --help lists the commands"
 
 crds: ## Regenerate crds/ and the Helm chart's crds/ from the types
 	$(CARGO) run -q -p tether -- crds --out-dir crds

@@ -5,6 +5,7 @@ own event loop and logs in with a token into a fresh config directory.
 """
 import asyncio
 import contextlib
+import datetime
 import tempfile
 from pathlib import Path
 
@@ -82,6 +83,12 @@ def test_recipe(sim):
             async with apps.logs(app.id, timestamps=True) as it:
                 chunks = [c async for c in it]
             assert chunks and b"app state queued" in b"".join(chunks)
+            # `kubectl tether logs --since`: only lines at or after the time; the stream still closes.
+            later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+            async with apps.logs(app.id, since=later) as it:
+                assert [c async for c in it] == []
+            async with apps.logs(app.id, since=datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)) as it:
+                assert b"app state queued" in b"".join([c async for c in it])
 
             ups = await apps.get_upgrades([app.id])
             assert ups[0].available_versions == [] and ups[0].template_version == "v2"

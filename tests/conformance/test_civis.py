@@ -68,6 +68,14 @@ def test_recipe(sim):
     assert dep2.deployment_id != dep.deployment_id
     assert c.services.get_deployments(svc.id, dep.deployment_id).state == "terminated"
     assert isinstance(c.services.list_deployments_logs(svc.id, dep2.deployment_id), list)
+    # What `kubectl tether logs` asks: every field, a start_at bound (inclusive) and a limit.
+    logs = c.services.list_deployments_logs(svc.id, dep.deployment_id)
+    assert logs and all(l.message and l.stream in ("stdout", "stderr") and l.created_at and l.source for l in logs)
+    assert [l.created_at for l in logs] == sorted(l.created_at for l in logs), "oldest first"
+    since = c.services.list_deployments_logs(svc.id, dep.deployment_id, start_at=logs[-1].created_at)
+    assert [l.message for l in since] == [logs[-1].message]
+    assert c.services.list_deployments_logs(svc.id, dep.deployment_id, start_at="2999-01-01T00:00:00Z") == []
+    assert len(c.services.list_deployments_logs(svc.id, dep.deployment_id, limit=1)) == 1
     assert len(c.services.list_deployments(svc.id, limit=1)) == 1
 
     tok = c.services.post_tokens(svc.id, "ci")

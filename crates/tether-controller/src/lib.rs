@@ -15,6 +15,7 @@ pub mod lanes;
 pub mod metrics;
 mod own_writes;
 mod plan;
+pub mod preview;
 pub mod reconciler;
 pub mod shards;
 pub mod sources;

@@ -441,3 +441,26 @@ impl Client {
         }
     }
 }
+
+// === day 2: reads for `kubectl tether` ===
+
+impl Client {
+    /// Where the log stream of app `id` in `cluster` is served, as the SDK finds it: the cluster's
+    /// `monitoring_url` from `/api/v1/config` (else the API origin) with its path replaced by
+    /// `/api/v1/apps/{id}/log_ws` and the scheme `ws`/`wss` (shared/platforms/apolo.md §2.1, §3.2).
+    pub async fn log_stream_url(&self, cluster: &str, id: &str) -> Result<url::Url> {
+        let config: Value = self.http.json(Call::new(Method::GET, "/api/v1/config", "api/v1/config")).await?;
+        let monitoring = config
+            .get("clusters")
+            .and_then(Value::as_array)
+            .and_then(|clusters| clusters.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(cluster)))
+            .and_then(|c| c.get("monitoring_url")?.as_str()?.parse::<url::Url>().ok());
+        let mut url = monitoring.unwrap_or_else(|| self.http.endpoint().clone());
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme)
+            .map_err(|()| Error::Decode(format!("monitoring URL {url} cannot be a WebSocket URL")))?;
+        url.set_path(&format!("/api/v1/apps/{}/log_ws", app_id(id)?));
+        url.set_query(None);
+        Ok(url)
+    }
+}

@@ -367,3 +367,27 @@ impl Client {
         }
     }
 }
+
+// === day 2: reads for `kubectl tether` ===
+
+impl Client {
+    /// Log lines of a deployment, oldest first: from `start_at` (RFC 3339) on when given, at most `limit`
+    /// (the platform's default is 10000).
+    pub async fn logs_since(
+        &self,
+        id: i64,
+        deployment: i64,
+        start_at: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Map<String, Value>>> {
+        let path = format!("services/{id}/deployments/{deployment}/logs");
+        let mut call = Call::new(Method::GET, "/services/{id}/deployments/{deployment_id}/logs", path);
+        if let Some(start_at) = start_at {
+            call = call.query("start_at", start_at);
+        }
+        if let Some(limit) = limit {
+            call = call.query("limit", limit);
+        }
+        self.http.json(call.idempotent()).await
+    }
+}

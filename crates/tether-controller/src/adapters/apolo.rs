@@ -16,6 +16,7 @@ use crate::connection::Account;
 use kube::ResourceExt;
 
 managed_resource!(ApoloApp, ApoloAppObservation);
+mod preview;
 
 /// The ApoloApp adapter.
 pub struct Apolo;

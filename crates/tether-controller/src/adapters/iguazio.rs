@@ -27,6 +27,7 @@ use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Obser
 use crate::connection::Account;
 
 managed_resource!(AppService, AppServiceObservation);
+mod preview;
 
 pub use crate::annotations::RESTART;
 

@@ -21,6 +21,7 @@ use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Obser
 use crate::connection::Account;
 
 managed_resource!(PeakWebapp, PeakWebappObservation);
+mod preview;
 
 /// The PeakWebapp adapter.
 pub struct Peak;

@@ -21,6 +21,7 @@ use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Obser
 use crate::connection::Account;
 
 managed_resource!(UbiService, UbiServiceObservation);
+mod preview;
 
 /// The UbiService adapter.
 pub struct UbiOps;

@@ -250,3 +250,18 @@ impl Client {
         }
     }
 }
+
+// === day 2: reads for `kubectl tether` ===
+
+impl Client {
+    /// `GET /api/jobs/{id}`: every attribute of the job as the platform sent it (`state`, `kind`, `result`,
+    /// `created_at`, `updated_at`, ...).
+    pub async fn job_attributes(&self, id: &str) -> Result<Map<String, Value>> {
+        let path = format!("api/jobs/{}", segment("Iguazio job id", id)?);
+        let answer: Value = self.http.json(Call::new(Method::GET, "/api/jobs/{job_id}", path)).await?;
+        match answer.pointer("/data/attributes") {
+            Some(Value::Object(attributes)) => Ok(attributes.clone()),
+            _ => Err(Error::Decode("a job answer without data.attributes".into())),
+        }
+    }
+}

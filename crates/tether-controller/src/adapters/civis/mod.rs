@@ -11,6 +11,7 @@
 //! satisfied without any bookkeeping, also across a crash.
 
 mod access;
+mod preview;
 
 use serde_json::{Map, Value};
 use tether_api::civis::{CivisDeletionPolicy, CivisServiceObservation};
