@@ -67,7 +67,7 @@ helm: ## Build (once, cached) the helm CLI the chart tests use and print its pat
 IMAGE_ARCHIVE := $(CURDIR)/target/image/tether.oci.tar
 image: ## The release binary in an OCI image built by buildah (no daemon) into target/image/; prints its size and packages
 	$(CARGO) build --release --locked -p tether
-	tools/image/build.sh target/release/tether $(IMAGE_ARCHIVE)
+	tools/image/build.sh $(or $(CARGO_TARGET_DIR),target)/release/tether $(IMAGE_ARCHIVE)
 
 crds: ## Regenerate crds/ and the Helm chart's crds/ from the types
 	$(CARGO) run -q -p tether -- crds --out-dir crds
