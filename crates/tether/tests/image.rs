@@ -36,7 +36,9 @@ fn archive() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!("{cmd:?}: {e} (umoci and buildah: tools/image/install.sh; unshare, chroot: util-linux, coreutils)")
+    });
     assert!(
         out.status.success(),
         "{cmd:?}: {}\n{}{}",
