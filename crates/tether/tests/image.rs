@@ -118,6 +118,7 @@ impl Unpacked {
         let umoci = run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle).stderr(Stdio::piped()));
         let rootfs = bundle.join("rootfs");
         assert!(rootfs.join("usr/local/bin/tether").is_file(), "umoci: {}", String::from_utf8_lossy(&umoci.stderr));
+        check_files(&rootfs);
         // The mount points a container runtime would make before it mounts the root read-only.
         for point in ["proc", SECRET_DIR.trim_start_matches('/')] {
             std::fs::create_dir_all(rootfs.join(point)).unwrap();
@@ -151,6 +152,26 @@ exec env -i RUST_LOG="${RUST_LOG:-info}" "$(command -v chroot)" --userspec=65532
     fn clean_up(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Everything in the image is root's, nothing is setuid or setgid or writable by others but /tmp (sticky),
+/// there is no shell, and /etc/passwd has the user the image runs as.
+fn check_files(rootfs: &Path) {
+    let mut pending = vec![rootfs.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let name = path.strip_prefix(rootfs).unwrap().display().to_string();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "/{name} is not root's");
+        assert_eq!(meta.mode() & 0o6000, 0, "/{name} is setuid or setgid");
+        let world_writable = meta.mode() & 0o002 != 0 && !meta.file_type().is_symlink();
+        assert!(!world_writable || (name == "tmp" && meta.mode() & 0o1000 != 0), "/{name} is writable by others");
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(!rootfs.join("bin/sh").exists(), "the image has a shell");
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    assert!(passwd.lines().any(|l| l.starts_with("nonroot:x:65532:65532:")), "/etc/passwd: {passwd}");
 }
 
 /// The `Key:` line of /proc/PID/status.
