@@ -3,7 +3,9 @@
 //! labels, as the Dockerfile says too; and unpacked by umoci, with its root filesystem mounted read-only
 //! and entered by chroot as uid 65532 (what the chart asks of a container runtime: non-root,
 //! readOnlyRootFilesystem), the release binary in it prints its version and the CRDs, and `tether run`
-//! drives an example to Ready on the test control plane. Nothing of the host's filesystem is visible to it,
+//! drives an example to Ready on the test control plane, configured as in a pod: a ServiceAccount token
+//! mounted read-only where the kubelet mounts it, `KUBERNETES_SERVICE_HOST`/`_PORT`, leader election in
+//! `POD_NAMESPACE`, JSON logs, and no other environment. Nothing of the host's filesystem is visible to it,
 //! so the image is self-contained. No container runtime takes part: the mounts and the chroot are the
 //! runtime's work done by hand (these machines cannot start a container).
 //!
@@ -19,13 +21,13 @@ use std::time::Instant;
 
 use common::{Process, Sims, free_port, kubectl};
 use serde_json::Value;
-use tether_testenv::{TestNamespace, control_plane, repo_root};
+use tether_testenv::{TestNamespace, repo_root};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const USER: &str = "65532:65532";
 const ENTRYPOINT: &str = "/usr/local/bin/tether";
-/// Where the test mounts the kubeconfig, read-only, as a Secret volume would be.
-const SECRET_DIR: &str = "/var/run/secrets/tether";
+/// Where the kubelet mounts a pod's ServiceAccount token, CA and namespace (kube-rs reads them there).
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 fn archive() -> PathBuf {
     let path = std::env::var_os("TETHER_IMAGE_ARCHIVE")
@@ -102,7 +104,7 @@ fn the_image_runs_tether_as_65532_with_its_labels_as_the_dockerfile_says() {
 struct Unpacked {
     dir: PathBuf,
     rootfs: PathBuf,
-    /// Mounted read-only at SECRET_DIR: the kubeconfig, owned by 65532 and readable by it alone.
+    /// Mounted read-only at SERVICE_ACCOUNT_DIR: token, ca.crt, namespace, readable by 65532 alone.
     secret: PathBuf,
 }
 
@@ -120,32 +122,60 @@ impl Unpacked {
         assert!(rootfs.join("usr/local/bin/tether").is_file(), "umoci: {}", String::from_utf8_lossy(&umoci.stderr));
         check_files(&rootfs);
         // The mount points a container runtime would make before it mounts the root read-only.
-        for point in ["proc", SECRET_DIR.trim_start_matches('/')] {
+        for point in ["proc", SERVICE_ACCOUNT_DIR.trim_start_matches('/')] {
             std::fs::create_dir_all(rootfs.join(point)).unwrap();
         }
         std::fs::create_dir_all(&secret).unwrap();
-        let kubeconfig = secret.join("kubeconfig");
-        std::fs::copy(control_plane().kubeconfig(), &kubeconfig).unwrap();
-        std::os::unix::fs::chown(&kubeconfig, Some(65532), Some(65532)).unwrap();
         Self { dir, rootfs, secret }
     }
 
-    /// `tether ARGS` in the image: in a mount namespace of its own, the root filesystem bound read-only,
-    /// /proc and the kubeconfig's directory (read-only) mounted, an empty environment but RUST_LOG, then
-    /// chroot as 65532:65532. The process keeps its id through every exec, so killing it kills tether.
-    fn tether(&self, args: &[&str]) -> Command {
+    /// Writes what the kubelet would mount for ServiceAccount `tether` of `namespace` (bound to
+    /// cluster-admin by `binding`): a token, the cluster's CA, the namespace; returns the API server's
+    /// host and port, the values of KUBERNETES_SERVICE_HOST and _PORT.
+    fn service_account(&self, namespace: &str, binding: &str) -> (String, String) {
+        kubectl(&["create", "serviceaccount", "tether", "-n", namespace]);
+        let account = format!("--serviceaccount={namespace}:tether");
+        kubectl(&["create", "clusterrolebinding", binding, "--clusterrole=cluster-admin", &account]);
+        let token = kubectl(&["create", "token", "tether", "-n", namespace, "--duration=1h"]).stdout;
+        let jsonpath = |field: &str| {
+            let path = format!("-o=jsonpath={{.clusters[0].cluster.{field}}}");
+            kubectl(&["config", "view", "--raw", &path]).stdout
+        };
+        let ca = jsonpath("certificate-authority-data");
+        let ca = run(Command::new("sh")
+            .args(["-c", r#"printf %s "$1" | base64 -d"#, "sh"])
+            .arg(String::from_utf8(ca).unwrap()));
+        for (name, content) in [("token", &token[..]), ("ca.crt", &ca.stdout[..]), ("namespace", namespace.as_bytes())]
+        {
+            let path = self.secret.join(name);
+            std::fs::write(&path, content).unwrap();
+            std::os::unix::fs::chown(&path, Some(65532), Some(65532)).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        }
+        let server: reqwest::Url = String::from_utf8(jsonpath("server")).unwrap().parse().unwrap();
+        (server.host_str().unwrap().to_string(), server.port().unwrap().to_string())
+    }
+
+    /// `tether ARGS` in the image with the environment `env` and nothing else: in a mount namespace of
+    /// its own, the root filesystem bound read-only, /proc and the ServiceAccount directory (read-only)
+    /// mounted, then chroot as 65532:65532. The process keeps its id through every exec, so killing it
+    /// kills tether.
+    fn tether(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         const SCRIPT: &str = r#"set -eu
-root=$1 secret=$2; shift 2
+root=$1 secret=$2 target=$1$3; shift 3
 mount --bind "$root" "$root"
 mount -o remount,bind,ro "$root"
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
-mount --bind "$secret" "$root/var/run/secrets/tether"
-mount -o remount,bind,ro "$root/var/run/secrets/tether"
-exec env -i RUST_LOG="${RUST_LOG:-info}" "$(command -v chroot)" --userspec=65532:65532 "$root" /usr/local/bin/tether "$@"
+mount --bind "$secret" "$target"
+mount -o remount,bind,ro "$target"
+chroot=$(command -v chroot)
+unset PATH
+exec "$chroot" --userspec=65532:65532 "$root" /usr/local/bin/tether "$@"
 "#;
         let mut cmd = Command::new("unshare");
+        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).envs(env.iter().copied());
         cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c", SCRIPT, "sh"]);
-        cmd.arg(&self.rootfs).arg(&self.secret).args(args);
+        cmd.arg(&self.rootfs).arg(&self.secret).arg(SERVICE_ACCOUNT_DIR).args(args);
         cmd
     }
 
@@ -190,9 +220,9 @@ async fn the_image_runs_as_65532_on_a_read_only_root_and_an_example_becomes_read
     let image = Unpacked::new(&archive);
     let unpacked = start.elapsed();
 
-    let version = run(&mut image.tether(&["--version"]));
+    let version = run(&mut image.tether(&["--version"], &[]));
     assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("tether {VERSION}"));
-    let crds = run(&mut image.tether(&["crds"]));
+    let crds = run(&mut image.tether(&["crds"], &[]));
     let here = run(Command::new(env!("CARGO_BIN_EXE_tether")).arg("crds"));
     assert!(crds.stdout == here.stdout, "the image's `tether crds` differs from this build's");
 
@@ -201,12 +231,20 @@ async fn the_image_runs_as_65532_on_a_read_only_root_and_an_example_becomes_read
     sims.apply(&ns.name, "examples/ubiservice.yaml");
     let log_path = sims.dir.join("operator.log");
     let probes = format!("127.0.0.1:{}", free_port());
-    let kubeconfig = format!("{SECRET_DIR}/kubeconfig");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let args = ["run", "--kubeconfig", &kubeconfig, "--namespace", &ns.name, "--poll-interval-seconds", "5"];
-    let mut cmd = image.tether(&args);
-    cmd.args(["--metrics-addr", &metrics, "--probe-addr", &probes]);
-    cmd.env("RUST_LOG", "info,tether_controller=debug").stdin(Stdio::null()).stdout(Stdio::null());
+    let binding = format!("tether-{}", ns.name);
+    let (host, port) = image.service_account(&ns.name, &binding);
+    let args =
+        ["run", "--log-format=json", "--namespace", &ns.name, "--poll-interval-seconds", "5", "--leader-election"];
+    let env = [
+        ("KUBERNETES_SERVICE_HOST", host.as_str()),
+        ("KUBERNETES_SERVICE_PORT", port.as_str()),
+        ("POD_NAME", "tether-image-0"),
+        ("POD_NAMESPACE", ns.name.as_str()),
+        ("RUST_LOG", "info,tether_controller=debug"),
+    ];
+    let mut cmd = image.tether(&args, &env);
+    cmd.args(["--metrics-addr", &metrics, "--probe-addr", &probes]).stdin(Stdio::null()).stdout(Stdio::null());
     let operator = Process(cmd.stderr(std::fs::File::create(&log_path).unwrap()).spawn().expect("unshare starts"));
     let running = Instant::now();
     kubectl(&["wait", "-n", &ns.name, "--for=condition=Ready", "ubiservice/scoring-api", "--timeout=90s"]);
@@ -228,6 +266,10 @@ async fn the_image_runs_as_65532_on_a_read_only_root_and_an_example_becomes_read
     drop(operator);
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(!log.contains("Read-only file system"), "the operator tried to write:\n{log}");
+    assert!(log.contains("leading: starting"), "it did not lead:\n{log}");
+    let lease = kubectl(&["get", "lease", "-n", &ns.name, "-o=jsonpath={.items[*].spec.holderIdentity}"]).stdout;
+    assert_eq!(String::from_utf8_lossy(&lease), "tether-image-0", "the Lease is held as POD_NAME");
+    kubectl(&["delete", "clusterrolebinding", &binding]);
     eprintln!(
         "image test: unpacked in {:.1} s, Ready {:.1} s after the start, {:.1} s in all",
         unpacked.as_secs_f64(),
