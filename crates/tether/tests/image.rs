@@ -169,7 +169,7 @@ mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 mount --bind "$secret" "$target"
 mount -o remount,bind,ro "$target"
 chroot=$(command -v chroot)
-unset PATH
+unset PATH PWD
 exec "$chroot" --userspec=65532:65532 "$root" /usr/local/bin/tether "$@"
 "#;
         let mut cmd = Command::new("unshare");
@@ -259,6 +259,16 @@ async fn the_image_runs_as_65532_on_a_read_only_root_and_an_example_becomes_read
     let groups = status_line(pid, "Groups");
     assert!(groups.split(' ').all(|g| g.is_empty() || g == "65532"), "supplementary groups {groups}");
     assert_eq!(status_line(pid, "CapEff"), "0000000000000000");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mut names: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).split('=').next().unwrap().to_string())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = env.iter().map(|(name, _)| name.to_string()).collect();
+    expected.sort();
+    assert_eq!(names, expected, "its environment is what the test gave it");
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     let root = mountinfo.lines().find(|l| l.split(' ').nth(4) == Some("/")).expect("a mount at /");
     assert!(root.split(' ').nth(5).unwrap().split(',').any(|o| o == "ro"), "the root is writable: {root}");
