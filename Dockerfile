@@ -6,7 +6,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p tether
+RUN cargo build --release --locked -p tether --bin tether
 RUN tools/image/rootfs.sh target/release/tether /rootfs
 
 FROM scratch

@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos storms control-plane helm gitops-judge crds image
+.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos storms control-plane helm gitops-judge crds
 
 FUZZ_SECONDS ?= 60
 
@@ -64,11 +64,12 @@ gitops-judge: ## Build (once, cached) the kstatus + Argo CD Lua judge the GitOps
 helm: ## Build (once, cached) the helm CLI the chart tests use and print its path
 	@tools/helm/build.sh
 
-IMAGE_ARCHIVE := $(CURDIR)/target/image/tether.oci.tar
-image: ## The release binary in an OCI image built by buildah (no daemon) into target/image/; prints its size and packages
-	$(CARGO) build --release --locked -p tether
-	tools/image/build.sh $(or $(CARGO_TARGET_DIR),target)/release/tether $(IMAGE_ARCHIVE)
-
 crds: ## Regenerate crds/ and the Helm chart's crds/ from the types
 	$(CARGO) run -q -p tether -- crds --out-dir crds
 	$(CARGO) run -q -p tether -- crds --out-dir deploy/helm/tether/crds
+
+.PHONY: image
+IMAGE_ARCHIVE := $(CURDIR)/target/image/tether.oci.tar
+image: ## The release binary in an OCI image built by buildah (no daemon) into target/image/; prints its size and packages
+	$(CARGO) build --release --locked -p tether --bin tether
+	tools/image/build.sh $(or $(CARGO_TARGET_DIR),target)/release/tether $(IMAGE_ARCHIVE)
