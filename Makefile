@@ -24,10 +24,10 @@ lint: ## cargo fmt --check, clippy with warnings as errors, gofmt and go vet on 
 	@test -z "$$(gofmt -l tools/gitops-judge)" || { echo "gofmt: run gofmt -w tools/gitops-judge"; exit 1; }
 	cd tools/gitops-judge && go vet -mod=readonly ./...
 
-unit: ## Rust unit and integration tests (builds the control plane and helm first if needed)
+unit: image ## Rust unit and integration tests (builds the control plane, helm and the image first if needed)
 	@mkdir -p target
 	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" TETHER_HELM="$$(tools/helm/build.sh)" \
-	  TETHER_GITOPS_JUDGE="$$(tools/gitops-judge/build.sh)" \
+	  TETHER_GITOPS_JUDGE="$$(tools/gitops-judge/build.sh)" TETHER_IMAGE_ARCHIVE="$(IMAGE_ARCHIVE)" \
 	  $(CARGO) test --workspace --all-targets --locked 2>&1 | tee target/test-unit.log
 
 conformance: ## The vendors' Python SDKs against `tether sim` (installs them into a cached virtualenv)
@@ -75,3 +75,9 @@ install: ## Build tether and the kubectl plugin kubectl-tether and install both 
 crds: ## Regenerate crds/ and the Helm chart's crds/ from the types
 	$(CARGO) run -q -p tether -- crds --out-dir crds
 	$(CARGO) run -q -p tether -- crds --out-dir deploy/helm/tether/crds
+
+.PHONY: image
+IMAGE_ARCHIVE := $(CURDIR)/target/image/tether.oci.tar
+image: ## The release binary in an OCI image built by buildah (no daemon) into target/image/; prints its size and packages
+	$(CARGO) build --release --locked -p tether --bin tether
+	tools/image/build.sh $(or $(CARGO_TARGET_DIR),target)/release/tether $(IMAGE_ARCHIVE)

@@ -1,7 +1,8 @@
 //! deploy/: the Helm chart lints and its renderings pass a server-side dry run on the real control plane;
 //! the kustomize base is the chart's rendering and applies too; and the chart's RBAC is enough for
 //! everything the operator does: an operator impersonating the chart's ServiceAccount drives every
-//! example to Ready, with leader election, Events and outputs Secrets, and deletes them all.
+//! example to Ready, with leader election, Events and outputs Secrets, and deletes them all. The default
+//! image tag is the crate version, the tag `make image` gives the image.
 
 mod common;
 
@@ -27,6 +28,18 @@ fn the_chart_lints_with_defaults_and_with_everything_on() {
     for kind in ["kind: ServiceMonitor", "kind: PodDisruptionBudget", "--leader-election"] {
         assert!(rendered.contains(kind), "{kind} missing from the rendering");
     }
+}
+
+#[test]
+fn the_default_image_tag_is_the_crate_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    let read = |path: &str| std::fs::read_to_string(repo_root().join(path)).unwrap();
+    let meta: Value = serde_yaml_ng::from_str(&read("deploy/helm/tether/Chart.yaml")).unwrap();
+    assert_eq!(meta["appVersion"], version, "Chart.yaml appVersion (the default image tag)");
+    let values: Value = serde_yaml_ng::from_str(&read("deploy/helm/tether/values.yaml")).unwrap();
+    assert_eq!(values["image"]["tag"], "", "values.yaml image.tag overrides appVersion");
+    let image = format!(r#"image: "ghcr.io/tether-dev/tether:{version}""#);
+    assert!(read("deploy/kustomize/tether.yaml").contains(&image), "deploy/kustomize/tether.yaml lacks {image}");
 }
 
 #[tokio::test]
