@@ -501,6 +501,11 @@ async fn counts(client: &kube::Client, origins: &[String], operator: u32, plane:
         match verb {
             // The leader election's renewals and fencing reads, counted apart: they do not grow with N.
             _ if resource == "leases" => counts.lease_calls += count,
+            // Tether reads its kinds from its watch only, never by GET: GETs of them are kube-controller-
+            // manager's (its garbage collector resolves the owners of the outputs Secrets), listed apart.
+            "GET" if KINDS.iter().any(|(kind, _, _)| format!("{}s", kind.to_lowercase()) == resource) => {
+                *counts.reads.entry(format!("{verb} {resource} (garbage collector)")).or_default() += count;
+            }
             // What Tether reads (kube-apiserver's own controllers list Services, Endpoints and the like).
             "GET" | "LIST" if ours || resource == "namespaces" => {
                 counts.api_reads += count;

@@ -106,7 +106,7 @@ struct Tenant {
     pending: Mutex<BTreeMap<String, Pending>>,
     writing: tokio::sync::Mutex<()>,
     /// The last read and when its GET began, shared by readers who asked before that.
-    last_read: tokio::sync::Mutex<Option<(tokio::time::Instant, Manifest)>>,
+    last_read: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Manifest>)>>,
 }
 
 /// A tenant, as the process knows it: the endpoint and the tenant id the manifest names.
@@ -168,14 +168,16 @@ impl ManifestWriter {
     /// The manifest, read no earlier than this call: callers who ask while a read is under way wait for the
     /// next one and share it, so N resources observed at once (as at start-up) make one GET per round, not
     /// N, and none sees a manifest older than its question.
-    pub async fn read(&self) -> Result<Manifest> {
+    pub async fn read(&self) -> Result<Arc<Manifest>> {
         self.read_within(Duration::ZERO).await
     }
 
     /// [`read`](Self::read), or the last read if its GET began at most `max_age` before this call and no
     /// write to the tenant came after it: drift checks of the many services of one tenant share a read.
     /// The last read is the newest any caller saw, so a caller never sees state older than a read it acted on.
-    pub async fn read_within(&self, max_age: Duration) -> Result<Manifest> {
+    /// Shared, not copied: a tenant's manifest holds every app service of the tenant, and each of them is
+    /// observed from it.
+    pub async fn read_within(&self, max_age: Duration) -> Result<Arc<Manifest>> {
         let asked = tokio::time::Instant::now();
         let mut last = self.tenant().await?.last_read.lock().await;
         // A `max_age` too long to add counts as forever.
@@ -185,7 +187,7 @@ impl ManifestWriter {
             return Ok(manifest.clone());
         }
         let began = tokio::time::Instant::now();
-        let manifest = self.client.manifest().await?;
+        let manifest = Arc::new(self.client.manifest().await?);
         *last = Some((began, manifest.clone()));
         Ok(manifest)
     }
