@@ -95,7 +95,8 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
     assert!(sample_sum(&page, "workqueue_depth").is_some(), "workqueue_depth missing:\n{page}");
     // A refused call is counted as a reconcile error and as a platform error of its class.
     let ubiops = sims.origin("ubiops");
-    let fault = json!({"method": "GET", "route": "/v2.1/projects/{project_name}/services/{service_name}",
+    // The call every UbiService drift check makes on its own (the service itself comes from the listing).
+    let fault = json!({"method": "GET", "route": "/v2.1/projects/{project_name}/services/{service_name}/status",
                        "status": 401, "times": 1});
     http.post(format!("{ubiops}/_sim/faults")).json(&fault).send().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
