@@ -368,7 +368,8 @@ async fn a_list_that_never_ends_is_refused_after_max_pages() {
             "/services",
             get(|State(n): State<Arc<AtomicUsize>>| async move {
                 n.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!([{"id": 1, "name": "same page again"}]))
+                // A full page each time (a short one is the last).
+                axum::Json(json!(vec![json!({"id": 1, "name": "same page again"}); 50]))
             }),
         )
         .with_state(pages.clone());
