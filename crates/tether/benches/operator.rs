@@ -33,6 +33,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
+use tether_e2e::{manifests, numbered};
 use tether_testenv::{TestNamespace, control_plane, repo_root};
 
 /// The kinds, each with its example file, simulator and the spec change the benchmark makes.
@@ -447,27 +448,6 @@ async fn create(client: &kube::Client, namespace: &str, resource: &Value) {
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(e) => panic!("creating {}: {e}", key(resource)),
     }
-}
-
-fn manifests(path: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("an example");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).expect("YAML"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
-
-/// The example as resource `i`: its name, its platform name and its outputs Secret numbered.
-fn numbered(template: &Value, i: usize) -> Value {
-    let mut resource = template.clone();
-    let name = resource["metadata"]["name"].as_str().unwrap().to_string();
-    resource["metadata"]["name"] = json!(format!("{name}-{i}"));
-    for field in ["name", "writeOutputsTo"] {
-        if let Some(value) = resource["spec"][field].as_str().map(str::to_string) {
-            resource["spec"][field] = json!(format!("{value}-{i}"));
-        }
-    }
-    resource
 }
 
 async fn counts(client: &kube::Client, origins: &[String], operator: u32, plane: Option<u32>) -> Counts {

@@ -27,10 +27,9 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::{Client, Resource};
-use serde_json::{Value, json};
 use tether_controller::adapter::Adapter;
 use tether_controller::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
-use tether_e2e::{api_for, connect_with, create, example, manifests, sim_credentials, spawn_controller_with};
+use tether_e2e::{api_for, connect_with, create, example, manifests, numbered, sim_credentials, spawn_controller_with};
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::{TestNamespace, repo_root};
 
@@ -120,19 +119,6 @@ async fn measure<A: Adapter>(platform: &str, file: &str, kind: &str, n: usize, d
         gone_after.as_secs_f64()
     );
     assert_eq!(steady_api, 0, "{kind}: API writes in the steady state");
-}
-
-/// The example as resource `i`: its name, its platform name and its outputs Secret numbered.
-fn numbered(template: &Value, i: usize) -> Value {
-    let mut resource = template.clone();
-    let name = resource["metadata"]["name"].as_str().unwrap().to_string();
-    resource["metadata"]["name"] = json!(format!("{name}-{i}"));
-    for field in ["name", "writeOutputsTo"] {
-        if let Some(value) = resource["spec"][field].as_str().map(str::to_string) {
-            resource["spec"][field] = json!(format!("{value}-{i}"));
-        }
-    }
-    resource
 }
 
 fn ready(obj: &DynamicObject) -> bool {

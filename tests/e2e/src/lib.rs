@@ -27,6 +27,20 @@ pub fn example(file: &str, kind: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no {kind} in {}", path.display()))
 }
 
+/// The example `template` as resource `i` of many: its name, its platform name and its outputs Secret
+/// numbered (the benchmarks create thousands of copies).
+pub fn numbered(template: &serde_json::Value, i: usize) -> serde_json::Value {
+    let mut resource = template.clone();
+    let name = resource["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    resource["metadata"]["name"] = serde_json::json!(format!("{name}-{i}"));
+    for field in ["name", "writeOutputsTo"] {
+        if let Some(value) = resource["spec"][field].as_str().map(str::to_string) {
+            resource["spec"][field] = serde_json::json!(format!("{value}-{i}"));
+        }
+    }
+    resource
+}
+
 /// An API handle for the object's kind, namespaced to `ns` unless the kind is cluster-scoped.
 pub async fn api_for(client: &Client, ns: &str, obj: &serde_json::Value) -> Api<DynamicObject> {
     let api_version = obj["apiVersion"].as_str().expect("apiVersion");
