@@ -307,15 +307,14 @@ fn retry_delay<A: Adapter>(cr: &A::Resource, error: &Error, ctx: &Context<A>) ->
 
 /// For a platform whose create and update answer with the object as it now is
 /// ([`Adapter::WRITES_ANSWER_THE_OBJECT`]): observes once more, from that answer, and when the object is then
-/// up to date reports it as observed, so a write the platform completes at once costs one status write
-/// instead of two and no second reconcile. `None`: report the write as in progress (the next look comes at
-/// the converge interval).
+/// up to date returns the loop's next step for it (a report), so a write the platform completes at once costs one status
+/// write instead of two and no second reconcile. `None`: report the write as in progress (the next look
+/// comes at the converge interval).
 async fn settled_at_once<A: Adapter>(
     client: &A::Client,
     cr: &Request<'_, A::Resource>,
     ctx: &Context<A>,
-    written: Option<&str>,
-) -> Result<Option<Step<<A::Resource as ManagedResource>::Observation>>> {
+) -> Result<Option<Next<<A::Resource as ManagedResource>::Observation>>> {
     if !A::WRITES_ANSWER_THE_OBJECT {
         return Ok(None);
     }
@@ -325,14 +324,7 @@ async fn settled_at_once<A: Adapter>(
     if let (Observation::Present { outputs, .. }, Some(secret)) = (&observed, cr.outputs_secret()) {
         write_outputs(cr, ctx, secret, outputs.clone()).await?;
     }
-    let Next::Report { outcome, external_id, at_provider, pace } = plan::after_observe(&**cr, observed) else {
-        return Ok(None);
-    };
-    let requeue = match pace {
-        Pace::Converge => Some(ctx.config.converge_interval),
-        Pace::Settled => Some(jitter(poll_interval(&**cr, &ctx.config))),
-    };
-    Ok(Some(Step::Report(outcome, external_id.or(written.map(str::to_string)), at_provider, requeue)))
+    Ok(Some(plan::after_observe(&**cr, observed)))
 }
 
 /// When to look again: after this long, or (`None`) only when something changes.
@@ -384,8 +376,10 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             let id = id?;
             tracing::info!(external_id = %id, "created the remote object");
             ctx.event(cr, false, "Created", "Create", format!("created {id} on {:?}", A::PLATFORM)).await;
-            if let Some(step) = settled_at_once::<A>(&client, cr, ctx, Some(&id)).await? {
-                return Ok(step);
+            if let Some(Next::Report { outcome, external_id, at_provider, pace: next }) =
+                settled_at_once::<A>(&client, cr, ctx).await?
+            {
+                return Ok(Step::Report(outcome, external_id.or(Some(id)), at_provider, pace(next)));
             }
             let (outcome, next) = plan::created();
             Step::Report(outcome, Some(id), None, pace(next))
@@ -396,8 +390,10 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             updated?;
             tracing::info!(%external_id, "updated the remote object");
             ctx.event(cr, false, "Updated", "Update", format!("applied the spec to {external_id}")).await;
-            if let Some(step) = settled_at_once::<A>(&client, cr, ctx, Some(&external_id)).await? {
-                return Ok(step);
+            if let Some(Next::Report { outcome, external_id: observed, at_provider, pace: next }) =
+                settled_at_once::<A>(&client, cr, ctx).await?
+            {
+                return Ok(Step::Report(outcome, observed.or(Some(external_id)), at_provider, pace(next)));
             }
             let (outcome, next) = plan::updated();
             Step::Report(outcome, Some(external_id), Some(at_provider), pace(next))
