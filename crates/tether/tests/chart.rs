@@ -138,13 +138,7 @@ async fn the_charts_rbac_is_enough_for_everything_the_operator_does() {
         ],
         &dir.join("operator.log"),
     );
-    let examples = [
-        "appservice/team-notebook",
-        "civisservice/sales-dashboard",
-        "apoloapp/feature-store-db",
-        "ubiservice/scoring-api",
-        "peakwebapp/forecast-explorer",
-    ];
+    let examples = common::EXAMPLES;
     let mut wait = vec!["wait", "-n", ns.name.as_str(), "--for=condition=Ready", "--timeout=120s"];
     wait.extend(examples);
     kubectl(&wait);

@@ -428,13 +428,7 @@ type Edit<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
 
 #[tokio::test]
 async fn diff_agrees_with_the_operator_for_every_kind_and_sees_edits_of_each() {
-    let examples = [
-        "appservice/team-notebook",
-        "civisservice/sales-dashboard",
-        "apoloapp/feature-store-db",
-        "ubiservice/scoring-api",
-        "peakwebapp/forecast-explorer",
-    ];
+    let examples = common::EXAMPLES;
     let env = day2("d2-diff-all", "all", &["examples"], &examples).await;
     let ns = env.ns.name.as_str();
     // What the operator settled is what the preview finds: nothing to change, for each adapter.

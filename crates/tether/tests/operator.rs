@@ -7,21 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Operator, Sims, kubectl, operator, sample_sum};
+use common::{EXAMPLES, Operator, Sims, kubectl, operator, sample_sum};
 use serde_json::{Value, json};
 use tether_testenv::TestNamespace;
 
 async fn sim_json(origin: &str, path: &str) -> Value {
     reqwest::get(format!("{origin}{path}")).await.unwrap().json().await.unwrap()
 }
-
-const EXAMPLES: [&str; 5] = [
-    "appservice/team-notebook",
-    "civisservice/sales-dashboard",
-    "apoloapp/feature-store-db",
-    "ubiservice/scoring-api",
-    "peakwebapp/forecast-explorer",
-];
 
 #[tokio::test]
 async fn every_example_becomes_ready_once_even_across_a_kill_9() {

@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 use tether_testenv::control_plane;
 
+/// The resource of every example in examples/, as `kind/name`.
+pub const EXAMPLES: [&str; 5] = [
+    "appservice/team-notebook",
+    "civisservice/sales-dashboard",
+    "apoloapp/feature-store-db",
+    "ubiservice/scoring-api",
+    "peakwebapp/forecast-explorer",
+];
+
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
 pub struct Process(pub Child);
 
