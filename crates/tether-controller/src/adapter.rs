@@ -89,10 +89,17 @@ pub struct Request<'a, R> {
     /// How old a read of platform state that many resources share (an Iguazio tenant's manifest) may be for
     /// this reconcile: zero unless it is a drift check.
     pub shared_read_age: std::time::Duration,
+    /// Since when this process alone can have created the resource's remote object (it started, or took
+    /// the resource's shard, plus [`crate::context::TAKEOVER_MARGIN`]): a search for an object an earlier
+    /// create may have made needs a listing begun after it, no fresher. `now` unless the reconciler knows
+    /// better.
+    pub held_since: tokio::time::Instant,
     published: Mutex<BTreeMap<String, String>>,
     warnings: Mutex<Vec<(&'static str, String)>>,
     /// What `observe` read of the remote object, for `update` or `delete` in the same reconcile.
     observed: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    /// Set by a `create` or `update` whose write the platform completes at once ([`Request::done_at_once`]).
+    done_at_once: std::sync::atomic::AtomicBool,
 }
 
 impl<'a, R> Request<'a, R> {
@@ -105,10 +112,25 @@ impl<'a, R> Request<'a, R> {
             outputs,
             outputs_secret: Mutex::default(),
             shared_read_age,
+            held_since: tokio::time::Instant::now(),
             published: Mutex::default(),
             warnings: Mutex::default(),
             observed: Mutex::default(),
+            done_at_once: Default::default(),
         }
+    }
+
+    /// Said by a `create` or `update` whose write the platform completes at once (Peak: a title or
+    /// description change, which redeploys nothing): the reconciler observes again at once and reports the
+    /// result in one status write, instead of reporting the write in progress and looking again later.
+    /// [`Adapter::WRITES_ANSWER_THE_OBJECT`] says the same of every write of a platform.
+    pub fn done_at_once(&self) {
+        self.done_at_once.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`done_at_once`](Self::done_at_once) was said.
+    pub(crate) fn is_done_at_once(&self) -> bool {
+        self.done_at_once.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Keeps what `observe` just read of the remote object, so that an `update` or `delete` of the same

@@ -78,7 +78,16 @@ pub struct Context<A: Adapter> {
     pub(crate) lanes: Arc<Lanes<A::Resource>>,
     /// The controller's name in metrics: the kind, lowercase.
     pub(crate) controller: String,
+    /// When the controller started: no other replica reconciles its resources since (the leader election,
+    /// or the shards' Leases, say which).
+    started: tokio::time::Instant,
 }
+
+/// How long after this process takes a resource (it starts, or acquires the resource's shard) a create
+/// the previous holder sent may still land on the platform. The previous holder stops acting before its
+/// Lease expires (`tether run`'s fence), so only requests already on the wire remain; a search for an
+/// earlier create's object takes a listing begun after this margin (see [`Request::held_since`]).
+pub const TAKEOVER_MARGIN: Duration = Duration::from_secs(5);
 
 /// Platform clients by connection ([`connection::Account::connection`]), each with the fingerprint of the
 /// account it was built for.
@@ -105,6 +114,7 @@ impl<A: Adapter> Context<A> {
             lanes: Arc::new(Lanes::new(config.concurrency)),
             controller: A::Resource::kind(&()).to_lowercase(),
             config,
+            started: tokio::time::Instant::now(),
         })
     }
 
@@ -152,6 +162,12 @@ impl<A: Adapter> Context<A> {
         }
         let mut request = Request::new(cr, inputs, outputs);
         request.outputs_secret = std::sync::Mutex::new(outputs_secret);
+        let taken = match &self.config.shards {
+            Some(shards) => shards.held_since(&namespace, &cr.name_any()).map(|at| at.max(self.started)),
+            None => Some(self.started),
+        };
+        // Not held (a reconcile racing a lost shard): the search takes a listing begun after now.
+        request.held_since = taken.map_or(request.held_since, |at| at + TAKEOVER_MARGIN);
         Ok(request)
     }
 
@@ -247,6 +263,31 @@ mod tests {
         assert_eq!(cache.len(), 1, "and the stale one is evicted");
         cached(&mut cache, &account("Connection/b/x", 2), &mut connect).unwrap();
         assert_eq!(cache.len(), 2, "another connection has its own");
+    }
+
+    /// A search for an earlier create's object may share a listing begun after this process took the
+    /// resource (plus the margin for the previous holder's last requests), and no earlier.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_knows_since_when_this_process_alone_holds_the_resource() {
+        let nowhere = kube::Config::new("http://127.0.0.1:9".parse().expect("a url"));
+        let client = kube::Client::try_from(nowhere).expect("a client");
+        let cr = service();
+        let started = tokio::time::Instant::now();
+        let ctx = Context::<UbiOps>::new(Sources::unwatched(client.clone()), Config::default());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(ctx.request(&cr).await.unwrap().held_since, started + TAKEOVER_MARGIN, "since it started");
+
+        let shards = Arc::new(crate::shards::Shards::new(2));
+        let config = Config { shards: Some(shards.clone()), ..Config::default() };
+        let ctx = Context::<UbiOps>::new(Sources::unwatched(client), config);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let asked = tokio::time::Instant::now();
+        assert_eq!(ctx.request(&cr).await.unwrap().held_since, asked, "not held: no listing before now");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let taken = tokio::time::Instant::now();
+        shards.hold(shards.shard_of("team", "scoring-api"));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(ctx.request(&cr).await.unwrap().held_since, taken + TAKEOVER_MARGIN, "since its shard was taken");
     }
 
     #[tokio::test]

@@ -87,7 +87,6 @@ impl Metrics {
         if let Some(due) = self.due.lock().unwrap_or_else(|p| p.into_inner()).get_mut(controller) {
             due.remove(&object);
         }
-        self.refresh_depth(controller);
         ReconcileTimer { metrics: self.clone(), controller: controller.to_string(), object, started: Instant::now() }
     }
 
@@ -99,7 +98,6 @@ impl Metrics {
             .entry(controller.to_string())
             .or_default()
             .insert(object, Instant::now());
-        self.refresh_depth(controller);
     }
 
     /// `object` is gone: nothing of it is due any more.
@@ -107,7 +105,6 @@ impl Metrics {
         if let Some(due) = self.due.lock().unwrap_or_else(|p| p.into_inner()).get_mut(controller) {
             due.remove(object);
         }
-        self.refresh_depth(controller);
     }
 
     fn refresh_depth(&self, controller: &str) {
@@ -117,7 +114,9 @@ impl Metrics {
         self.depth.get_or_create(&QueueLabels { name: controller.to_string() }).set(waiting as i64);
     }
 
-    /// Brings every `workqueue_depth` up to date (called periodically: time makes requeues due).
+    /// Brings every `workqueue_depth` up to date: called once a second, not per reconcile, as counting
+    /// takes a pass over the kind's resources (a reconcile per resource and period would make that
+    /// quadratic).
     pub fn tick(&self) {
         let controllers: Vec<String> = self.due.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         for controller in controllers {
@@ -183,6 +182,7 @@ mod tests {
         let metrics = Metrics::register(&mut registry);
         metrics.queued("ubiservice", "team/a".into());
         metrics.queued("ubiservice", "team/b".into());
+        metrics.tick();
         assert_eq!(depth(&registry), r#"workqueue_depth{name="ubiservice"} 2"#);
         metrics.start("ubiservice", "team/a".into()).finish(Ok(Some(Duration::ZERO)));
         metrics.tick();
@@ -191,6 +191,7 @@ mod tests {
         metrics.tick();
         assert_eq!(depth(&registry), r#"workqueue_depth{name="ubiservice"} 1"#, "a is due in ten minutes");
         metrics.forget("ubiservice", "team/b");
+        metrics.tick();
         assert_eq!(depth(&registry), r#"workqueue_depth{name="ubiservice"} 0"#, "b was deleted while waiting");
     }
 }

@@ -306,16 +306,17 @@ fn retry_delay<A: Adapter>(cr: &A::Resource, error: &Error, ctx: &Context<A>) ->
 }
 
 /// For a platform whose create and update answer with the object as it now is
-/// ([`Adapter::WRITES_ANSWER_THE_OBJECT`]): observes once more, from that answer, and when the object is then
-/// up to date returns the loop's next step for it (a report), so a write the platform completes at once costs one status
-/// write instead of two and no second reconcile. `None`: report the write as in progress (the next look
+/// ([`Adapter::WRITES_ANSWER_THE_OBJECT`]), or a write the adapter says the platform completed at once
+/// ([`Request::done_at_once`]): observes once more (from that answer, or with a read), and when the object
+/// is then up to date returns the loop's next step for it (a report), so a write the platform completes at
+/// once costs one status write instead of two and no second reconcile. `None`: report the write as in progress (the next look
 /// comes at the converge interval).
 async fn settled_at_once<A: Adapter>(
     client: &A::Client,
     cr: &Request<'_, A::Resource>,
     ctx: &Context<A>,
 ) -> Result<Option<Next<<A::Resource as ManagedResource>::Observation>>> {
-    if !A::WRITES_ANSWER_THE_OBJECT {
+    if !A::WRITES_ANSWER_THE_OBJECT && !cr.is_done_at_once() {
         return Ok(None);
     }
     let Ok(observed @ Observation::Present { up_to_date: true, .. }) = A::observe(client, cr).await else {

@@ -3,13 +3,18 @@
 //! shard, so a standby takes a shard over). The hash is FNV-1a, fixed here rather than std's hasher, so
 //! replicas of different builds agree during a rolling upgrade.
 
+use std::sync::Mutex;
+
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// The shards this process holds, out of how many.
 #[derive(Debug)]
 pub struct Shards {
     count: u32,
     held: watch::Sender<u64>,
+    /// When each held shard was taken.
+    since: Mutex<Vec<Option<Instant>>>,
 }
 
 /// Most shards: the held set is a 64-bit mask.
@@ -18,7 +23,8 @@ pub const MAX_SHARDS: u32 = 64;
 impl Shards {
     /// `count` shards (1 to [`MAX_SHARDS`]), none held yet.
     pub fn new(count: u32) -> Self {
-        Self { count: count.clamp(1, MAX_SHARDS), held: watch::Sender::new(0) }
+        let count = count.clamp(1, MAX_SHARDS);
+        Self { count, held: watch::Sender::new(0), since: Mutex::new(vec![None; count as usize]) }
     }
 
     /// How many shards there are.
@@ -44,8 +50,18 @@ impl Shards {
     /// This process now holds `shard` (its Lease was acquired, or it was assigned).
     pub fn hold(&self, shard: u32) {
         if shard < self.count {
+            self.since.lock().unwrap_or_else(|p| p.into_inner())[shard as usize] = Some(Instant::now());
             self.held.send_modify(|held| *held |= 1 << shard);
         }
+    }
+
+    /// When this process took the shard of `namespace/name`, if it holds it: until then another replica
+    /// may have been reconciling the object.
+    pub fn held_since(&self, namespace: &str, name: &str) -> Option<Instant> {
+        if !self.holds(namespace, name) {
+            return None;
+        }
+        self.since.lock().unwrap_or_else(|p| p.into_inner())[self.shard_of(namespace, name) as usize]
     }
 
     /// The held set as a mask, and its changes.
@@ -73,7 +89,9 @@ mod tests {
         let other = (0..300)
             .map(|i| format!("svc-{i}"))
             .find(|n| shards.shard_of("team", n) != shards.shard_of("team", "svc-1"));
-        assert!(!shards.holds("team", &other.unwrap()));
+        assert!(!shards.holds("team", other.as_ref().unwrap()));
+        assert!(shards.held_since("team", "svc-1").is_some());
+        assert_eq!(shards.held_since("team", &other.clone().unwrap()), None);
         shards.hold(7);
         assert_eq!(*shards.subscribe().borrow(), 1 << shards.shard_of("team", "svc-1"), "no such shard");
     }

@@ -164,8 +164,12 @@ impl Client {
     /// App `id` as of a listing of the scope's live apps begun at most `max_age` ago (one listing shared
     /// by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
     pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<App>> {
-        let list = || async { Ok(self.list(&LIVE_STATES).await?.into_iter().map(|a| (a.id.clone(), a)).collect()) };
-        self.listing().entry(id, max_age, list).await
+        self.listing().entry(id, max_age, || self.live()).await
+    }
+
+    /// What a listing holds: the scope's live apps by id.
+    async fn live(&self) -> Result<Vec<(String, App)>> {
+        Ok(self.list(&LIVE_STATES).await?.into_iter().map(|a| (a.id.clone(), a)).collect())
     }
 
     /// What the caller kept with [`keep_derived`](Self::keep_derived) for app `id` at this `marker`.
@@ -248,6 +252,29 @@ impl Client {
             out.extend(self.http.json::<Vec<Map<String, Value>>>(call).await?);
         }
         Ok(out)
+    }
+
+    /// The scope's live apps whose display name ends with the ownership `marker`, as of a listing begun
+    /// after `not_before` and after this process's last [`install`](Self::install) with that marker: one
+    /// listing serves the searches of every install that needs one (see [`Listing::since`]).
+    pub async fn marked(&self, marker: &str, not_before: tokio::time::Instant) -> Result<Vec<App>> {
+        self.listing().since(marker, not_before, || self.live(), |a| a.display_name.ends_with(marker)).await
+    }
+
+    /// [`install`](Self::install) of an app whose display name ends with the ownership `marker`, recorded as
+    /// an attempt however it ends, so that [`marked`](Self::marked) searches a listing taken after it.
+    pub async fn install_marked(
+        &self,
+        marker: &str,
+        template: &str,
+        version: &str,
+        input: &Value,
+        display_name: &str,
+    ) -> Result<App> {
+        debug_assert!(display_name.ends_with(marker), "the marker ends the display name");
+        let listing = self.listing();
+        let _attempt = listing.attempting(marker);
+        self.install(template, version, input, Some(display_name)).await
     }
 
     /// Installs an app; it starts queued. Not retried after a 5xx: list by display name to find it.

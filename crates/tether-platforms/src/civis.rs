@@ -183,11 +183,9 @@ impl Client {
     /// else it is read again.
     pub async fn listed(&self, id: i64, max_age: Duration) -> Result<Option<Service>> {
         let key = id.to_string();
-        let list = || async {
-            let options = ListOptions { hidden: true, ..Default::default() };
-            Ok(self.list_all(&options).await?.into_iter().map(|s| (s.id.to_string(), s)).collect())
+        let Some(summary) = self.listing.entry(&key, max_age, || self.listing_entries()).await? else {
+            return Ok(None);
         };
-        let Some(summary) = self.listing.entry(&key, max_age, list).await? else { return Ok(None) };
         match marker(&summary).and_then(|marker| self.listing.detail(&key, &marker)) {
             Some(mut service) => {
                 service.current_deployment = summary.current_deployment;
@@ -195,6 +193,27 @@ impl Client {
             }
             None => self.get(id).await.map(Some),
         }
+    }
+
+    /// What a listing holds: every service, hidden ones too, by id.
+    async fn listing_entries(&self) -> Result<Vec<(String, Service)>> {
+        let options = ListOptions { hidden: true, ..Default::default() };
+        Ok(self.list_all(&options).await?.into_iter().map(|s| (s.id.to_string(), s)).collect())
+    }
+
+    /// The services (summaries) whose description ends with the ownership `marker`, as of a listing
+    /// begun after `not_before` and after this process's last [`create`](Self::create) with that marker:
+    /// one listing serves the searches of every create that needs one (see [`Listing::since`]).
+    pub async fn marked(&self, marker: &str, not_before: tokio::time::Instant) -> Result<Vec<Service>> {
+        let ours = |s: &Service| s.description.as_deref().is_some_and(|d| d.ends_with(marker));
+        self.listing.since(marker, not_before, || self.listing_entries(), ours).await
+    }
+
+    /// [`create`](Self::create) of a service whose description ends with the ownership `marker`, recorded
+    /// as an attempt however it ends, so that [`marked`](Self::marked) searches a listing taken after it.
+    pub async fn create_marked(&self, marker: &str, fields: &Map<String, Value>) -> Result<Service> {
+        let _attempt = self.listing.attempting(marker);
+        self.create(fields).await
     }
 
     /// `POST /services` with camelCase fields. Not retried after a 5xx (names are not unique: a retry

@@ -175,6 +175,26 @@ pub struct Http {
     account_tag: u64,
 }
 
+/// The process's reqwest client for these timeouts, built once: building one loads and parses the
+/// system's CA bundle (milliseconds of CPU), and a Connection's check or a rotated key builds an `Http`
+/// again. Shared, its pool of keep-alive connections (kept per host) serves every account on a host.
+fn shared_client(timeout: Duration, connect_timeout: Duration) -> Result<reqwest::Client> {
+    static CLIENTS: std::sync::LazyLock<std::sync::Mutex<HashMap<(Duration, Duration), reqwest::Client>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut clients = CLIENTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(client) = clients.get(&(timeout, connect_timeout)) {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Transient(format!("HTTP client: {e}")))?;
+    clients.insert((timeout, connect_timeout), client.clone());
+    Ok(client)
+}
+
 /// The tracing target of one event per request, at the instant it leaves (after the Retry-After gate and
 /// the rate limit): `account` and `sent_us` (microseconds since the Unix epoch). Off unless asked for
 /// (`RUST_LOG=tether::sent=trace`); the fault-storm test reads it to prove each account's rate from the
@@ -186,12 +206,7 @@ impl Http {
     /// (platform, base URL and credential headers) in the process shares one rate limit, so rebuilding a
     /// client does not give the account a fresh budget.
     pub fn new(config: HttpConfig, dialect: Dialect) -> Result<Arc<Self>> {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Transient(format!("HTTP client: {e}")))?;
+        let client = shared_client(config.timeout, config.connect_timeout)?;
         let account = AccountKey::new(&config, &dialect);
         let limiter = config.requests_per_second.map(|rate| {
             let quota = Quota::per_second(rate).allow_burst(config.burst.unwrap_or(NonZeroU32::MIN));

@@ -10,6 +10,13 @@
 //! only once a LIST begun after that has been taken. A platform whose list entries carry only a summary
 //! keeps, per object, what it read in detail with the marker of the entry it read it for (its update
 //! time, state, version: [`Listing::detail`]); an entry that still has that marker needs no detail read.
+//!
+//! A crash-safe create first looks for an object an earlier attempt may have made, by the ownership marker
+//! it carries. Listing the whole account for each create costs O(N²) requests when N resources are created
+//! at once; [`Listing::since`] lets every such search share one listing, as long as that listing began
+//! after anything else could have made the object (the caller says when: this process took the resource)
+//! and after this process's own last attempt for that marker ([`Listing::attempted`]), so that a create
+//! whose answer was lost is always searched for in a listing taken after it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,6 +32,9 @@ pub struct Listing<T, D = ()> {
     last: tokio::sync::Mutex<Option<Snapshot<T>>>,
     touched: Mutex<HashMap<String, Instant>>,
     details: Mutex<HashMap<String, (String, D)>>,
+    /// When this process last tried to create the object carrying each ownership marker, until a listing
+    /// begun later makes it moot.
+    attempts: Mutex<HashMap<String, Instant>>,
 }
 
 struct Snapshot<T> {
@@ -34,7 +44,12 @@ struct Snapshot<T> {
 
 impl<T, D> Default for Listing<T, D> {
     fn default() -> Self {
-        Self { last: Default::default(), touched: Default::default(), details: Default::default() }
+        Self {
+            last: Default::default(),
+            touched: Default::default(),
+            details: Default::default(),
+            attempts: Default::default(),
+        }
     }
 }
 
@@ -69,23 +84,93 @@ impl<T: Clone, D: Clone> Listing<T, D> {
         if max_age.is_zero() {
             return Ok(None);
         }
-        let asked = Instant::now();
-        let mut last = self.last.lock().await;
-        // A `max_age` too long to add counts as forever.
-        let fresh = last.as_ref().is_some_and(|s| s.began.checked_add(max_age).is_none_or(|until| until >= asked));
-        if !fresh {
-            let began = Instant::now();
-            let items: HashMap<String, T> = list().await?.into_iter().collect();
-            self.touched.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, at| *at >= began);
-            self.details.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| items.contains_key(id));
-            *last = Some(Snapshot { began, items: Arc::new(items) });
-        }
-        let Some(snapshot) = last.as_ref() else { return Ok(None) };
+        // A `max_age` too long to go back by counts as forever.
+        let not_before = Instant::now().checked_sub(max_age);
+        let (began, items) = self.begun_after(not_before, list).await?;
         let touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner).get(id).copied();
-        if touched.is_some_and(|at| at >= snapshot.began) {
+        if touched.is_some_and(|at| at >= began) {
             return Ok(None);
         }
-        Ok(snapshot.items.get(id).cloned())
+        Ok(items.get(id).cloned())
+    }
+
+    /// The objects that `carry` the ownership `marker`, as of a listing begun after `not_before` and after
+    /// this process's last create attempt for it (taking one with `list` when the last began earlier;
+    /// concurrent callers share it): where an object carrying `marker` is listed if it exists, when
+    /// nothing but this process (by an attempt [`attempted`](Self::attempted)) can have made it since
+    /// `not_before`. An object that carries it and was written or read on its own after that listing
+    /// began (deleted since, perhaps) is answered from a new listing instead.
+    pub async fn since<F, Fut>(
+        &self,
+        marker: &str,
+        not_before: Instant,
+        list: F,
+        carries: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, T)>>>,
+    {
+        let attempt = self.attempts.lock().unwrap_or_else(PoisonError::into_inner).get(marker).copied();
+        let mut not_before = attempt.map_or(not_before, |at| at.max(not_before));
+        // A second listing begun after the touch answers, unless the object is touched again meanwhile;
+        // the third answers in any case (as fresh as a search can be).
+        for pass in 1..=3 {
+            let (began, items) = self.begun_after(Some(not_before), &list).await?;
+            let ours: Vec<(&String, &T)> = items.iter().filter(|(_, item)| carries(item)).collect();
+            let touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            let stale = ours.iter().any(|(id, _)| touched.get(*id).is_some_and(|at| *at >= began));
+            drop(touched);
+            if !stale || pass == 3 {
+                return Ok(ours.into_iter().map(|(_, item)| item.clone()).collect());
+            }
+            not_before = Instant::now();
+        }
+        unreachable!("the third pass answers")
+    }
+
+    /// This process has just tried (and succeeded, failed, or lost the answer) to create the object
+    /// carrying `marker`: a search for it through [`since`](Self::since) takes a listing begun after now.
+    pub fn attempted(&self, marker: &str) {
+        self.attempts.lock().unwrap_or_else(PoisonError::into_inner).insert(marker.to_string(), Instant::now());
+    }
+
+    /// Marks an attempt for `marker` when dropped: after the create's answer, its failure, or its
+    /// cancellation (a reconcile past its time bound), whichever comes.
+    pub fn attempting<'a>(&'a self, marker: &'a str) -> impl Drop + 'a {
+        struct Attempt<'a, T: Clone, D: Clone>(&'a Listing<T, D>, &'a str);
+        impl<T: Clone, D: Clone> Drop for Attempt<'_, T, D> {
+            fn drop(&mut self) {
+                self.0.attempted(self.1);
+            }
+        }
+        Attempt(self, marker)
+    }
+
+    /// The last listing if it began at or after `not_before` (`None`: any will do), else a new one.
+    async fn begun_after<F, Fut>(
+        &self,
+        not_before: Option<Instant>,
+        list: F,
+    ) -> Result<(Instant, Arc<HashMap<String, T>>)>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, T)>>>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some(snapshot) = last.as_ref()
+            && not_before.is_none_or(|at| snapshot.began >= at)
+        {
+            return Ok((snapshot.began, snapshot.items.clone()));
+        }
+        let began = Instant::now();
+        let items: HashMap<String, T> = list().await?.into_iter().collect();
+        self.touched.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, at| *at >= began);
+        self.details.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| items.contains_key(id));
+        self.attempts.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, at| *at >= began);
+        let items = Arc::new(items);
+        *last = Some(Snapshot { began, items: items.clone() });
+        Ok((began, items))
     }
 
     /// What was read in detail of `id` for an entry with this `marker`, if the entry still has it.
@@ -162,6 +247,43 @@ mod tests {
         assert_eq!(listing.entry("b", age, || lister(&calls, 2)).await.unwrap(), Some(1), "the others still are");
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(listing.entry("a", age, || lister(&calls, 3)).await.unwrap(), Some(3), "a newer listing is");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_search_by_marker_shares_a_listing_begun_after_the_resource_was_taken_and_its_last_attempt() {
+        let listing: Listing<u32> = Listing::default();
+        let calls = AtomicUsize::new(0);
+        let taken = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let any = |_: &u32| true;
+        assert_eq!(listing.since("m1", taken, || lister(&calls, 1), any).await.unwrap(), vec![1, 1]);
+        assert!(listing.since("m1", taken, || lister(&calls, 1), |v| *v == 9).await.unwrap().is_empty());
+        listing.since("m2", taken, || lister(&calls, 2), any).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one listing for every search after the resource was taken");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let retaken = Instant::now();
+        assert_eq!(listing.since("m2", retaken, || lister(&calls, 3), any).await.unwrap(), vec![3, 3]);
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "taken (a shard acquired) after that listing: a new one");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        listing.attempted("m1");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        listing.since("m2", taken, || lister(&calls, 4), any).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "another marker's attempt does not matter");
+        assert_eq!(listing.since("m1", taken, || lister(&calls, 5), any).await.unwrap(), vec![5, 5]);
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "after its own attempt (a lost answer): a listing begun later");
+        listing.since("m1", taken, || lister(&calls, 6), any).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "which then serves");
+        // An object that carries the marker and was read on its own since (found deleted, say): the
+        // listing's entry for it is older than what Tether knows, so a new listing answers.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        listing.touch("a");
+        assert!(listing.since("m1", taken, || lister(&calls, 7), |_| false).await.unwrap().is_empty());
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "only a touched object that carries the marker counts");
+        assert_eq!(listing.since("m1", taken, || lister(&calls, 7), any).await.unwrap(), vec![7, 7]);
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "listed again for the touched object");
+        // A drift check's age is counted from now, whatever searches did.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(listing.entry("a", Duration::from_secs(2), || lister(&calls, 7)).await.unwrap(), Some(7));
     }
 
     #[tokio::test(start_paused = true)]

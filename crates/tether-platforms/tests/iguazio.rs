@@ -103,14 +103,9 @@ async fn reads_asked_while_one_is_under_way_share_the_next() {
     assert!(gets <= 2, "ten concurrent reads made {gets} GETs");
 
     // A read asked after a write sees the write.
-    writer
-        .client()
-        .put_manifest(&tether_platforms::iguazio::Manifest {
-            app_services: vec![service("after")],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let mut after = tether_platforms::iguazio::Manifest::default();
+    after.app_services = vec![service("after")];
+    writer.client().put_manifest(&after).await.unwrap();
     assert!(writer.read().await.unwrap().service("after").is_some());
 }
 

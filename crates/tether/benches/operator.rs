@@ -17,7 +17,11 @@
 //! ```text
 //! cargo bench -p tether --bench operator                  # N = 1000, 20 s drift period
 //! cargo bench -p tether --bench operator -- 10000 --drift-seconds 60
+//! cargo bench -p tether --bench operator -- 1000 --kinds UbiService,PeakWebapp --steady-periods 6
 //! ```
+//!
+//! `--kinds` spreads the N resources over some kinds only; `--steady-periods` measures the steady state
+//! over more periods (the operator's pid is printed as each phase begins, to attach a profiler).
 //!
 //! Under `cargo test` (`--all-targets`) it runs with N = 10 and a 2 s drift period as a smoke test.
 
@@ -58,6 +62,12 @@ fn change(kind: &str) -> Value {
 struct Options {
     n: usize,
     drift: Duration,
+    /// Drift periods the steady state is measured over (`--steady-periods`, default 3): more leave time
+    /// to attach a profiler to the operator, whose pid the benchmark prints as each phase begins.
+    steady_periods: u32,
+    /// The kinds the N resources are spread over (`--kinds UbiService,PeakWebapp`; default all five): to
+    /// tell what one kind costs.
+    kinds: Vec<String>,
     smoke: bool,
 }
 
@@ -70,7 +80,20 @@ fn options() -> Options {
         .position(|a| a == "--drift-seconds")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(if smoke { 2 } else { 20 });
-    Options { n: n.max(5), drift: Duration::from_secs(drift), smoke }
+    let steady_periods = args
+        .iter()
+        .position(|a| a == "--steady-periods")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(3u32)
+        .max(1);
+    let kinds: Vec<String> = args.iter().position(|a| a == "--kinds").and_then(|i| args.get(i + 1)).map_or_else(
+        || KINDS.iter().map(|k| k.0.to_string()).collect(),
+        |v| v.split(',').map(str::to_string).collect(),
+    );
+    for kind in &kinds {
+        assert!(KINDS.iter().any(|k| k.0 == kind), "--kinds: {kind} is not one of {:?}", KINDS.map(|k| k.0));
+    }
+    Options { n: n.max(kinds.len()), drift: Duration::from_secs(drift), steady_periods, kinds, smoke }
 }
 
 fn main() {
@@ -90,6 +113,8 @@ struct Counts {
     reads: BTreeMap<String, u64>,
     operator_cpu: f64,
     plane_cpu: f64,
+    /// Reconciles the operator reports (`controller_runtime_reconcile_total`), by controller.
+    reconciles: BTreeMap<String, u64>,
 }
 
 impl std::ops::Sub for Counts {
@@ -109,12 +134,17 @@ impl std::ops::Sub for Counts {
                 .collect(),
             operator_cpu: self.operator_cpu - o.operator_cpu,
             plane_cpu: self.plane_cpu - o.plane_cpu,
+            reconciles: self
+                .reconciles
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(o.reconciles.get(k).copied().unwrap_or(0))))
+                .collect(),
         }
     }
 }
 
 async fn run(options: Options) {
-    let Options { n, drift, smoke } = options;
+    let Options { n, drift, steady_periods, kinds, smoke } = options;
     let plane = control_plane();
     let ns = TestNamespace::new("bench-operator").await;
     let client = ns.client.clone();
@@ -126,7 +156,7 @@ async fn run(options: Options) {
         for doc in manifests(&repo_root().join("examples").join(file)) {
             if doc["kind"] == "Secret" {
                 create(&client, &ns.name, &doc).await;
-            } else if doc["kind"] == kind {
+            } else if doc["kind"] == kind && kinds.iter().any(|k| k == kind) {
                 templates.push(doc);
             }
         }
@@ -147,7 +177,7 @@ async fn run(options: Options) {
     );
     let pid = operator.0.id();
     let tracker = Tracker::start(&client, &ns.name).await;
-    let count = || async { counts(&client, &origins, pid, plane.pid()).await };
+    let count = || async { counts(&client, &origins, pid, plane.pid(), &metrics).await };
     // Wait for the operator to be up (its Connections Ready) before the clock starts.
     wait_for(Duration::from_secs(60), "Connections Ready", || async {
         let out = common::kubectl(&["get", "connections", "-n", &ns.name, "-o", "json"]);
@@ -159,6 +189,7 @@ async fn run(options: Options) {
 
     // Create.
     let before = count().await;
+    println!("creating {n} resources: operator pid {pid}");
     let started = Instant::now();
     let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     stream::iter(resources.iter().cloned())
@@ -187,6 +218,7 @@ async fn run(options: Options) {
 
     // Change.
     let changing = count().await;
+    println!("all Ready in {:.1} s; changing them", all_ready.as_secs_f64());
     let change_started = Instant::now();
     stream::iter(resources.iter().cloned())
         .for_each_concurrent(IN_FLIGHT, |resource| {
@@ -209,11 +241,13 @@ async fn run(options: Options) {
 
     // Steady state: three drift periods.
     let settled = count().await;
-    tokio::time::sleep(drift * 3).await;
+    println!("steady state for {steady_periods} drift periods: operator pid {pid}");
+    tokio::time::sleep(drift * steady_periods).await;
     let steady = count().await;
 
     // Delete.
     let deleting = count().await;
+    println!("deleting them");
     let delete_started = Instant::now();
     for (kind, _, _) in KINDS {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource_of(kind));
@@ -243,6 +277,11 @@ async fn run(options: Options) {
         })
         .await;
     let floor = floor_started.elapsed();
+    // The control plane's own cost with as many resources and no operator: the baseline its steady
+    // figure is read against (kube-controller-manager, the apiserver's own loops, the benchmark's watch).
+    let idle_start = count().await;
+    tokio::time::sleep(drift).await;
+    let idle = count().await - idle_start;
 
     let per = |count: u64| count as f64 / n as f64;
     let phase = |c: Counts, bench_writes: u64| {
@@ -250,6 +289,7 @@ async fn run(options: Options) {
             "platform_calls_per_resource": per(c.platform_reads + c.platform_writes),
             "platform_writes_per_resource": per(c.platform_writes),
             "api_writes_per_resource": per(c.api_writes.saturating_sub(bench_writes)),
+            "reconciles_per_resource": per(c.reconciles.values().sum()),
             "operator_cpu_seconds": c.operator_cpu,
             "control_plane_cpu_seconds": c.plane_cpu,
         })
@@ -259,6 +299,8 @@ async fn run(options: Options) {
     let report = json!({
         "n": n,
         "drift_period_seconds": drift.as_secs(),
+        "kinds": kinds,
+        "steady_periods": steady_periods,
         "all_ready_seconds": all_ready.as_secs_f64(),
         "floor_seconds": floor.as_secs_f64(),
         "ready_to_floor": all_ready.as_secs_f64() / floor.as_secs_f64(),
@@ -271,13 +313,19 @@ async fn run(options: Options) {
         "change": phase(changed - changing, n as u64),
         "delete": phase(deleted - deleting, 0),
         "steady": {
-            "platform_calls_per_resource_per_period": per(steady_counts.platform_reads + steady_counts.platform_writes) / 3.0,
-            "api_reads_per_period": steady_counts.api_reads as f64 / 3.0,
-            "api_writes_per_period": steady_counts.api_writes as f64 / 3.0,
-            "lease_requests_per_period": steady_counts.lease_calls as f64 / 3.0,
+            "platform_calls_per_resource_per_period": per(steady_counts.platform_reads + steady_counts.platform_writes) / f64::from(steady_periods),
+            "api_reads_per_period": steady_counts.api_reads as f64 / f64::from(steady_periods),
+            "api_writes_per_period": steady_counts.api_writes as f64 / f64::from(steady_periods),
+            "lease_requests_per_period": steady_counts.lease_calls as f64 / f64::from(steady_periods),
             "api_reads_by_resource": steady_counts.reads,
-            "operator_cpu_seconds_per_period": steady_counts.operator_cpu / 3.0,
-            "control_plane_cpu_seconds_per_period": steady_counts.plane_cpu / 3.0,
+            "operator_cpu_seconds_per_period": steady_counts.operator_cpu / f64::from(steady_periods),
+            "reconciles_per_period": steady_counts
+                .reconciles
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(*v as f64 / f64::from(steady_periods))))
+                .collect::<serde_json::Map<String, Value>>(),
+            "control_plane_cpu_seconds_per_period": steady_counts.plane_cpu / f64::from(steady_periods),
+            "control_plane_cpu_seconds_per_period_without_operator": idle.plane_cpu,
         },
         "operator_peak_rss_mib": rss_mib,
     });
@@ -294,9 +342,13 @@ async fn run(options: Options) {
 fn print_table(r: &Value) {
     let f = |v: &Value| v.as_f64().map_or_else(|| "-".to_string(), |x| format!("{x:.2}"));
     println!(
-        "tether run ({}) against the five simulators, N = {} (N/5 of each kind), drift period {} s",
+        "tether run ({}) against the five simulators, N = {} spread evenly over {}, drift period {} s",
         if cfg!(debug_assertions) { "debug build: a smoke run" } else { "release build" },
         r["n"],
+        r["kinds"]
+            .as_array()
+            .map(|k| k.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
         r["drift_period_seconds"]
     );
     println!(
@@ -308,17 +360,18 @@ fn print_table(r: &Value) {
         f(&r["apply_to_ready_p99_seconds"])
     );
     println!(
-        "{:<8} {:>16} {:>16} {:>12} {:>14} {:>14}",
-        "phase", "platform calls", "platform writes", "API writes", "operator CPU s", "control CPU s"
+        "{:<8} {:>16} {:>16} {:>12} {:>12} {:>14} {:>14}",
+        "phase", "platform calls", "platform writes", "API writes", "reconciles", "operator CPU s", "control CPU s"
     );
     for phase in ["create", "change", "delete"] {
         let p = &r[phase];
         println!(
-            "{:<8} {:>16} {:>16} {:>12} {:>14} {:>14}",
+            "{:<8} {:>16} {:>16} {:>12} {:>12} {:>14} {:>14}",
             phase,
             f(&p["platform_calls_per_resource"]),
             f(&p["platform_writes_per_resource"]),
             f(&p["api_writes_per_resource"]),
+            f(&p["reconciles_per_resource"]),
             f(&p["operator_cpu_seconds"]),
             f(&p["control_plane_cpu_seconds"])
         );
@@ -326,14 +379,16 @@ fn print_table(r: &Value) {
     let s = &r["steady"];
     println!(
         "steady, per drift period: {} platform calls per resource, {} API reads, {} API writes (and {} Lease requests \
-         of the election), operator CPU {} s, control plane CPU {} s",
+         of the election), operator CPU {} s, control plane CPU {} s ({} s with the same resources and no operator)",
         f(&s["platform_calls_per_resource_per_period"]),
         f(&s["api_reads_per_period"]),
         f(&s["api_writes_per_period"]),
         f(&s["lease_requests_per_period"]),
         f(&s["operator_cpu_seconds_per_period"]),
-        f(&s["control_plane_cpu_seconds_per_period"])
+        f(&s["control_plane_cpu_seconds_per_period"]),
+        f(&s["control_plane_cpu_seconds_per_period_without_operator"])
     );
+    println!("steady reconciles per drift period, by kind: {}", s["reconciles_per_period"]);
     println!(
         "changed in {} s, gone in {} s; operator peak RSS {} MiB",
         f(&r["all_changed_seconds"]),
@@ -450,8 +505,26 @@ async fn create(client: &kube::Client, namespace: &str, resource: &Value) {
     }
 }
 
-async fn counts(client: &kube::Client, origins: &[String], operator: u32, plane: Option<u32>) -> Counts {
+async fn counts(
+    client: &kube::Client,
+    origins: &[String],
+    operator: u32,
+    plane: Option<u32>,
+    operator_metrics: &str,
+) -> Counts {
     let mut counts = Counts::default();
+    // The operator's own count of reconciles (gone with it, after the delete phase).
+    if let Ok(page) = reqwest::get(format!("http://{operator_metrics}/metrics")).await
+        && let Ok(text) = page.text().await
+    {
+        for line in text.lines().filter(|l| l.starts_with("controller_runtime_reconcile_total{")) {
+            let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+            let Some(controller) = labels.split("controller=\"").nth(1).and_then(|r| r.split('"').next()) else {
+                continue;
+            };
+            *counts.reconciles.entry(controller.to_string()).or_default() += value.parse::<f64>().unwrap_or(0.0) as u64;
+        }
+    }
     for origin in origins {
         let counters: BTreeMap<String, u64> =
             reqwest::get(format!("{origin}/_sim/counters")).await.expect("counters").json().await.expect("JSON");

@@ -65,13 +65,12 @@ async fn find(client: &Client, cr: &Request<'_, ApoloApp>) -> Result<Option<App>
             Err(e) => return Err(e),
         }
     }
-    let live = ["queued", "progressing", "healthy", "degraded", "errored", "uninstalling"];
-    let mark = marker(cr);
+    // One listing serves the searches of many creates (see `Client::marked`).
     let mut ours: Vec<App> = client
-        .list(&live)
+        .marked(&marker(cr), cr.held_since)
         .await?
         .into_iter()
-        .filter(|a| a.display_name.ends_with(&mark) && a.template_name == cr.spec.template_name)
+        .filter(|a| a.template_name == cr.spec.template_name)
         .collect();
     ours.sort_by(|a, b| {
         let created = |x: &App| x.fields.get("created_at").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -250,7 +249,8 @@ impl Adapter for Apolo {
         let client = scoped(client, cr);
         let spec = &cr.spec;
         let (input, name) = (input(cr)?, display_name(cr));
-        let installed = client.install(&spec.template_name, &spec.template_version, &input, Some(&name)).await;
+        let (template, version) = (&spec.template_name, &spec.template_version);
+        let installed = client.install_marked(&marker(cr), template, version, &input, &name).await;
         // A 404 on install names the template or its version: only a spec change can help.
         let app = installed.map_err(|e| unknown_template(e, &spec.template_name, &spec.template_version))?;
         Ok(app.id)

@@ -196,6 +196,11 @@ impl Adapter for Peak {
         if patch != WebappFields::default() {
             client.update(external_id, &patch).await?;
         }
+        // A title or description change leaves an AVAILABLE webapp AVAILABLE (§5): nothing to wait for.
+        let redeploys = WebappFields { title: None, description: None, ..patch } != WebappFields::default();
+        if remote.status == "AVAILABLE" && !redeploys {
+            cr.done_at_once();
+        }
         Ok(())
     }
 

@@ -210,14 +210,26 @@ impl Adapter for UbiOps {
         if !may_observe::<UbiService>(cr, owner_mark(&remote).as_ref(), &object(spec), &external_id)? {
             return Ok(Observation::Absent);
         }
-        let status = client.services_status(&spec.project, &spec.name).await?;
         let up_to_date = differences(cr, &remote).is_empty();
         cr.remember(remote.clone());
-        let ready = if status.ready { Readiness::Ready } else { not_ready(client, spec, &remote).await? };
+        // Readiness is read only for what is reported: an out-of-date service is updated first, and
+        // observed again from the update's answer (not for an ObserveOnly resource, which reports drift);
+        // a resource being deleted needs only the service.
+        let deleting = cr.metadata.deletion_timestamp.is_some();
+        let status = if (up_to_date || cr.observe_only()) && !deleting {
+            Some(client.services_status(&spec.project, &spec.name).await?)
+        } else {
+            None
+        };
+        let ready = match &status {
+            Some(status) if status.ready => Readiness::Ready,
+            Some(_) => not_ready(client, spec, &remote).await?,
+            None => Readiness::Updating("the service differs from the spec".into()),
+        };
         let at_provider = UbiServiceObservation {
-            state: Some(if status.ready { "ready" } else { "notReady" }.to_string()),
+            state: status.as_ref().map(|s| if s.ready { "ready" } else { "notReady" }.to_string()),
             endpoint: remote.endpoint.clone(),
-            instances_ready: Some(status.instances_ready),
+            instances_ready: status.as_ref().map(|s| s.instances_ready),
             version: remote.version.clone(),
             time_created: remote.time_created.clone(),
             time_updated: remote.time_updated.clone(),

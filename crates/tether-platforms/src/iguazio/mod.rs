@@ -25,6 +25,34 @@ pub struct Manifest {
     /// `state`, `running_modification_job`, `last_error` and the rest, verbatim.
     #[serde(flatten)]
     pub attributes: Map<String, Value>,
+    /// The services' positions by name, made on the first lookup: one shared read of a tenant's manifest
+    /// answers every service of the tenant, so a lookup must not scan them all.
+    #[serde(skip)]
+    index: ServiceIndex,
+}
+
+/// Positions of [`Manifest::app_services`] by name. Not part of the manifest's value (equal always) and
+/// not copied with it (a copy may be edited); a lookup checks what it finds, so a list edited after the
+/// index was made is still answered right.
+#[derive(Default)]
+struct ServiceIndex(std::sync::OnceLock<(usize, std::collections::HashMap<String, usize>)>);
+
+impl Clone for ServiceIndex {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for ServiceIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for ServiceIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceIndex")
+    }
 }
 
 /// One app service of the manifest.
@@ -77,8 +105,19 @@ impl AppService {
 }
 
 impl Manifest {
-    /// The service named `name`.
+    /// The service named `name` (the first, should the platform list it twice).
     pub fn service(&self, name: &str) -> Option<&AppService> {
+        let (len, index) = self.index.0.get_or_init(|| {
+            let positions = self.app_services.iter().enumerate().map(|(i, s)| (s.name().to_string(), i));
+            (self.app_services.len(), positions.rev().collect())
+        });
+        let indexed = index.get(name).and_then(|i| self.app_services.get(*i));
+        if *len == self.app_services.len()
+            && let Some(found) = indexed.filter(|s| s.name() == name)
+        {
+            return Some(found);
+        }
+        // Not indexed (a name that is not there, the common case), or the list was edited since.
         self.app_services.iter().find(|s| s.name() == name)
     }
 
@@ -263,5 +302,30 @@ impl Client {
             Some(Value::Object(attributes)) => Ok(attributes.clone()),
             _ => Err(Error::Decode("a job answer without data.attributes".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str, image: &str) -> AppService {
+        let spec = json!({"name": name, "kind": "jupyter", "image": image});
+        AppService { spec: spec.as_object().cloned().unwrap_or_default(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_lookup_by_name_finds_the_first_of_that_name_also_after_the_list_is_edited() {
+        let mut manifest =
+            Manifest { app_services: vec![named("a", "1"), named("b", "1"), named("a", "2")], ..Default::default() };
+        assert_eq!(manifest.service("a").map(|s| &s.spec["image"]), Some(&json!("1")), "the first");
+        assert!(manifest.service("c").is_none());
+        manifest.app_services.retain(|s| s.name() != "b");
+        manifest.app_services.push(named("c", "1"));
+        assert!(manifest.service("c").is_some(), "added after the index was made, same length");
+        assert!(manifest.service("b").is_none(), "removed");
+        manifest.app_services.swap(0, 1);
+        assert_eq!(manifest.service("a").map(|s| &s.spec["image"]), Some(&json!("2")), "moved");
+        assert_eq!(manifest.clone(), manifest, "the index is not part of the value");
     }
 }

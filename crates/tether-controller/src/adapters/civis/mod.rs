@@ -183,13 +183,8 @@ async fn find(client: &Client, cr: &Request<'_, CivisService>) -> Result<Option<
             Err(e) => return Err(e),
         }
     }
-    let mark = marker(cr);
-    let mut ours: Vec<Service> = client
-        .list_all(&ListOptions { hidden: true, ..Default::default() })
-        .await?
-        .into_iter()
-        .filter(|s| s.description.as_deref().is_some_and(|d| d.ends_with(&mark)))
-        .collect();
+    // One listing serves the searches of many creates (see `Client::marked`).
+    let mut ours: Vec<Service> = client.marked(&marker(cr), cr.held_since).await?;
     ours.sort_by_key(|s| std::cmp::Reverse(s.id));
     if ours.len() > 1 {
         let others: Vec<i64> = ours[1..].iter().map(|s| s.id).collect();
@@ -275,7 +270,7 @@ impl Adapter for Civis {
     }
 
     async fn create(client: &Client, cr: &Request<'_, CivisService>) -> Result<String, PlatformError> {
-        let service = client.create(&desired(cr)).await?;
+        let service = client.create_marked(&marker(cr), &desired(cr)).await?;
         let plan = access::plan(client, service.id, creator(&service), cr).await?;
         access::apply(client, service.id, plan, cr).await?;
         if cr.spec.deployed {
