@@ -420,27 +420,44 @@ async fn controllers(
     use tether_controller::connection_status::{run_cluster_connections, run_connections};
     use tether_controller::reconciler::run_with;
     use tether_controller::sources::Sources;
-    let mut all = Vec::new();
+    // Each controller is a task of its own: joined in one future, every wake-up of any of them (a
+    // requeue, a watch event, an answer) would poll all of them.
+    let mut all = tokio::task::JoinSet::new();
     let mut cluster_wide = None;
     for ns in namespaces {
-        let ns = ns.as_deref();
         // One watch of Connections, ClusterConnections and Secrets per namespace for every kind.
-        let sources = Sources::start(client.clone(), ns).await;
+        let sources = Sources::start(client.clone(), ns.as_deref()).await;
         cluster_wide.get_or_insert_with(|| sources.clone());
-        all.push(run_connections(sources.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(run_with::<Iguazio>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(run_with::<Civis>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(run_with::<Apolo>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(run_with::<UbiOps>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
-        all.push(run_with::<Peak>(sources.clone(), ns, config.clone(), stop.clone()).boxed());
+        let (s, n, c, st) = (sources.clone(), ns.clone(), config.clone(), stop.clone());
+        all.spawn(async move { run_connections(s, n.as_deref(), c, st).await });
+        macro_rules! kind {
+            ($adapter:ty) => {{
+                let (s, n, c, st) = (sources.clone(), ns.clone(), config.clone(), stop.clone());
+                all.spawn(async move { run_with::<$adapter>(s, n.as_deref(), c, st).await });
+            }};
+        }
+        kind!(Iguazio);
+        kind!(Civis);
+        kind!(Apolo);
+        kind!(UbiOps);
+        kind!(Peak);
     }
     // ClusterConnections name Secrets in any namespace: their status needs watches of every namespace.
     let cluster_wide = match cluster_wide {
         Some(sources) if namespaces == [None] => sources,
         _ => Sources::start(client.clone(), None).await,
     };
-    all.push(run_cluster_connections(cluster_wide, config.clone(), stop.clone()).boxed());
-    futures::future::join_all(all).await;
+    let (c, st) = (config.clone(), stop.clone());
+    all.spawn(async move { run_cluster_connections(cluster_wide, c, st).await });
+    while let Some(ended) = all.join_next().await {
+        // A controller that panicked takes the process down, as it did when they ran in one future: a
+        // restarted pod beats a replica that silently stopped reconciling a kind.
+        if let Err(error) = ended
+            && error.is_panic()
+        {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
 }
 
 fn init_logging(format: &str) {

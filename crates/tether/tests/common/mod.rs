@@ -37,7 +37,9 @@ pub const DEFAULT_LOG: &str = "info,tether_controller=debug";
 /// `tether` with its own `RUST_LOG` filter.
 pub fn tether_logging(args: &[&str], log: &Path, filter: &str) -> Process {
     let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_tether"))
+    // `TETHER_BIN` runs another build of the operator (one with frame pointers, to profile it).
+    let binary = std::env::var_os("TETHER_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_tether").into());
+    let child = Command::new(binary)
         .args(args)
         .env("KUBECONFIG", control_plane().kubeconfig())
         .env("RUST_LOG", filter)
