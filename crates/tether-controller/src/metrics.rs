@@ -92,12 +92,14 @@ impl Metrics {
 
     /// A reconcile of `object` is waiting for a worker.
     pub(crate) fn queued(&self, controller: &str, object: String) {
-        self.due
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(controller.to_string())
-            .or_default()
-            .insert(object, Instant::now());
+        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        let first = !due.contains_key(controller);
+        due.entry(controller.to_string()).or_default().insert(object, Instant::now());
+        drop(due);
+        if first {
+            // The controller's gauge exists from its first reconcile on; `tick` keeps it current.
+            self.refresh_depth(controller);
+        }
     }
 
     /// `object` is gone: nothing of it is due any more.
