@@ -13,6 +13,7 @@ use crate::adapter::{Adapter, ManagedResource, Request};
 use crate::connection::{self};
 use crate::error::{Error, Result};
 use crate::lanes::Lanes;
+use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::own_writes::OwnWrites;
 use crate::reconciler::FIELD_MANAGER;
@@ -56,7 +57,7 @@ impl Default for Config {
 }
 
 /// What the reconcile of one kind shares: the Kubernetes client, the timing, platform clients cached per
-/// account (settings + Secret versions), and each object's count of consecutive failures.
+/// account (settings + Secret versions), and what the loop remembers of each resource.
 pub struct Context<A: Adapter> {
     /// The Kubernetes client.
     pub client: kube::Client,
@@ -68,9 +69,8 @@ pub struct Context<A: Adapter> {
     pub config: Config,
     /// One platform client per connection, with the fingerprint of the account it was built for.
     pub(crate) clients: Mutex<Clients<A::Client>>,
-    pub(crate) failures: Mutex<HashMap<ObjectRef<A::Resource>, u32>>,
-    /// The retry delay `reconcile` chose for a failure, for `error_policy` to apply.
-    pub(crate) retries: Mutex<HashMap<ObjectRef<A::Resource>, Duration>>,
+    /// What the loop remembers of each resource between reconciles (failures, retry, own writes, lanes).
+    pub(crate) memory: Arc<Memory<A::Resource>>,
     pub(crate) dependencies: Dependencies<A::Resource>,
     /// What this process wrote to each resource, to tell a cache that lags behind it.
     pub(crate) own_writes: OwnWrites<A::Resource>,
@@ -102,16 +102,16 @@ impl<A: Adapter> Context<A> {
         let client = sources.client().clone();
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
+        let memory = Arc::new(Memory::default());
         Arc::new(Self {
             client,
             sources,
             recorder,
             clients: Mutex::default(),
-            failures: Mutex::default(),
-            retries: Mutex::default(),
             dependencies: Arc::default(),
-            own_writes: OwnWrites::default(),
-            lanes: Arc::new(Lanes::new(config.concurrency)),
+            own_writes: OwnWrites::new(memory.clone()),
+            lanes: Arc::new(Lanes::in_memory(config.concurrency, memory.clone())),
+            memory,
             controller: A::Resource::kind(&()).to_lowercase(),
             config,
             started: tokio::time::Instant::now(),
@@ -171,16 +171,13 @@ impl<A: Adapter> Context<A> {
         Ok(request)
     }
 
-    /// Forgets what was remembered of a resource that is gone: its failures, pending retry, dependencies,
-    /// own writes, lane and due time. Called when Tether releases its finalizer and when the runtime finds a
+    /// Forgets what was remembered of a resource that is gone: its entry in the loop's memory (failures,
+    /// pending retry, own writes, lane), its dependencies and its due time. Called when Tether releases its finalizer and when the runtime finds a
     /// scheduled resource gone (one deleted without Tether's finalizer: paused, ObserveOnly, or never
     /// connected), so a long-running process does not keep every resource it ever saw.
     pub(crate) fn forget(&self, reference: &ObjectRef<A::Resource>) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
-        self.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
+        self.memory.forget(reference);
         self.dependencies.forget(reference);
-        self.own_writes.forget(reference);
-        self.lanes.forget(reference);
         if let Some(metrics) = &self.config.metrics {
             metrics.forget(&self.controller, &reference.to_string());
         }
@@ -297,8 +294,7 @@ mod tests {
         let ctx = Context::<UbiOps>::new(Sources::unwatched(client), Config::default());
         let cr = service();
         let reference = ObjectRef::from_obj(&cr);
-        ctx.failures.lock().unwrap().insert(reference.clone(), 3);
-        ctx.retries.lock().unwrap().insert(reference.clone(), Duration::from_secs(8));
+        ctx.memory.update(&reference, |entry| (entry.failures, entry.retry) = (3, Some(Duration::from_secs(8))));
         ctx.dependencies.set(
             &reference,
             vec![crate::connection::Dependency::Secret { namespace: "team".into(), name: "key".into() }],
@@ -311,8 +307,7 @@ mod tests {
         // As the runtime reports it: the reference with the kind erased.
         ctx.forget(&crate::reconciler::typed(&reference.erase()));
 
-        assert!(ctx.failures.lock().unwrap().is_empty());
-        assert!(ctx.retries.lock().unwrap().is_empty());
+        assert_eq!(ctx.memory.len(), 0, "failures, retry, own writes and lanes: one entry, gone");
         assert!(ctx.dependencies.is_empty());
         assert!(!ctx.own_writes.is_stale(&cr), "no write remembered");
         assert_eq!(ctx.lanes.lane(&cr, true), Lane::Change, "never seen, as if new");

@@ -17,7 +17,7 @@
 //! check. Converging counts as a change for [`CONVERGING_IS_A_CHANGE_FOR`] after the last edit only, so
 //! resources the platform never finishes with cannot crowd the change lane.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::memory::Memory;
 
 /// Which pool a reconcile runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,15 +57,15 @@ pub struct Lanes<K: Resource<DynamicType = ()>> {
     concurrency: u16,
     /// The pools, by lane and connection key (made when first used; connections are few).
     pools: Mutex<HashMap<(Lane, String), Arc<Semaphore>>>,
-    /// What each resource asked for when this process last reconciled it, and since when.
-    seen: Mutex<HashMap<ObjectRef<K>, Seen>>,
-    /// Resources a Secret or Connection they read has woken.
-    woken: Mutex<HashSet<ObjectRef<K>>>,
+    /// What each resource asked for when this process last reconciled it and since when, and whether a
+    /// Secret or Connection it reads woke it: in the loop's memory of each resource.
+    memory: Arc<Memory<K>>,
     converging_window: Duration,
 }
 
+/// What a resource asked for when this process last reconciled it, and since when.
 #[derive(Clone, Copy)]
-struct Seen {
+pub(crate) struct Seen {
     intent: u64,
     since: Instant,
 }
@@ -71,30 +73,34 @@ struct Seen {
 impl<K: Resource<DynamicType = ()>> Lanes<K> {
     /// Pools of `concurrency` workers each; 0 means no limit.
     pub fn new(concurrency: u16) -> Self {
-        Self::with_window(concurrency, CONVERGING_IS_A_CHANGE_FOR)
+        Self::in_memory(concurrency, Arc::default())
     }
 
-    fn with_window(concurrency: u16, converging_window: Duration) -> Self {
-        Self {
-            concurrency,
-            pools: Mutex::default(),
-            seen: Mutex::default(),
-            woken: Mutex::default(),
-            converging_window,
-        }
+    /// [`Lanes::new`], keeping what it knows of each resource in `memory`.
+    pub(crate) fn in_memory(concurrency: u16, memory: Arc<Memory<K>>) -> Self {
+        Self::with_window(concurrency, CONVERGING_IS_A_CHANGE_FOR, memory)
+    }
+
+    fn with_window(concurrency: u16, converging_window: Duration, memory: Arc<Memory<K>>) -> Self {
+        Self { concurrency, pools: Mutex::default(), memory, converging_window }
     }
 
     /// Marks resources woken by a dependency, so their next reconcile takes the change lane.
     pub fn wake(&self, resources: &[ObjectRef<K>]) {
-        self.woken.lock().unwrap_or_else(|p| p.into_inner()).extend(resources.iter().cloned());
+        for reference in resources {
+            self.memory.update(reference, |entry| entry.woken = true);
+        }
     }
 
     /// The lane of a reconcile of `cr`, consuming its wake mark. `settled`: its status says this generation
     /// was reconciled and nothing is converging.
     pub fn lane(&self, cr: &K, settled: bool) -> Lane {
         let reference = ObjectRef::from_obj(cr);
-        let woken = self.woken.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&reference).copied();
+        let (mut woken, mut seen) = (false, None);
+        self.memory.update_existing(&reference, |entry| {
+            woken = std::mem::take(&mut entry.woken);
+            seen = entry.seen;
+        });
         let edited = seen.is_none_or(|s| s.intent != intent(cr));
         let recently_edited = seen.is_none_or(|s| s.since.elapsed() < self.converging_window);
         if woken || edited || (!settled && recently_edited) { Lane::Change } else { Lane::Drift }
@@ -117,17 +123,11 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
     /// Records that `cr`, as it stands, has been reconciled.
     pub fn reconciled(&self, cr: &K) {
         let intent = intent(cr);
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = seen.entry(ObjectRef::from_obj(cr)).or_insert(Seen { intent, since: Instant::now() });
-        if entry.intent != intent {
-            *entry = Seen { intent, since: Instant::now() };
-        }
-    }
-
-    /// Forgets a resource that is gone.
-    pub fn forget(&self, reference: &ObjectRef<K>) {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
-        self.woken.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
+        self.memory.update(&ObjectRef::from_obj(cr), |entry| {
+            if entry.seen.is_none_or(|seen| seen.intent != intent) {
+                entry.seen = Some(Seen { intent, since: Instant::now() });
+            }
+        });
     }
 }
 
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn converging_long_after_the_last_edit_is_a_drift_check() {
-        let lanes = Lanes::with_window(1, Duration::ZERO);
+        let lanes = Lanes::with_window(1, Duration::ZERO, Arc::default());
         let stuck = object("1", 1, &[]);
         lanes.reconciled(&stuck);
         assert_eq!(lanes.lane(&stuck, false), Lane::Drift, "converging, but not since a recent edit");

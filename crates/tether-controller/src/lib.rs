@@ -12,6 +12,7 @@ mod context;
 mod dependencies;
 pub mod error;
 pub mod lanes;
+mod memory;
 pub mod metrics;
 mod own_writes;
 mod plan;

@@ -3,19 +3,23 @@
 //! (the Synced generation that tells a Civis crash from a wanted start, for one), so the reconcile waits
 //! for the fresh object instead. Resource versions are compared only for equality, as the API asks.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 
-/// The resource versions each resource had before this process last wrote to it.
+use crate::memory::Memory;
+
+/// The resource versions each resource had before this process last wrote to it, kept in the loop's
+/// [`Memory`].
 pub struct OwnWrites<K: Resource<DynamicType = ()>> {
-    versions: Mutex<HashMap<ObjectRef<K>, Versions>>,
+    memory: Arc<Memory<K>>,
 }
 
+/// What one resource's entry keeps of Tether's writes to it.
 #[derive(Default)]
-struct Versions {
+pub(crate) struct Versions {
     /// Versions our writes replaced: an object with one of these is older than our last write.
     superseded: HashSet<String>,
     /// The version our last write produced.
@@ -24,22 +28,28 @@ struct Versions {
 
 impl<K: Resource<DynamicType = ()>> Default for OwnWrites<K> {
     fn default() -> Self {
-        Self { versions: Mutex::default() }
+        Self::new(Arc::default())
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
+    /// Own writes kept in `memory`.
+    pub(crate) fn new(memory: Arc<Memory<K>>) -> Self {
+        Self { memory }
     }
 }
 
 impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     /// Whether `cr` is older than a write this process made to it. Seeing a fresh one forgets the writes.
     pub fn is_stale(&self, cr: &K) -> bool {
-        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        let reference = ObjectRef::from_obj(cr);
-        let stale = match (versions.get(&reference), cr.meta().resource_version.as_ref()) {
-            (Some(known), Some(version)) => known.superseded.contains(version),
-            _ => false,
-        };
-        if !stale {
-            versions.remove(&reference);
-        }
+        let Some(version) = cr.meta().resource_version.as_ref() else { return false };
+        let mut stale = false;
+        self.memory.update_existing(&ObjectRef::from_obj(cr), |entry| {
+            stale = entry.writes.superseded.contains(version);
+            if !stale {
+                entry.writes = Versions::default();
+            }
+        });
         stale
     }
 
@@ -47,18 +57,14 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     /// resource version `written`.
     pub fn record(&self, read: &K, written: Option<String>) {
         let (Some(before), Some(after)) = (read.meta().resource_version.clone(), written) else { return };
-        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = versions.entry(ObjectRef::from_obj(read)).or_default();
-        entry.superseded.insert(before);
-        entry.superseded.extend(entry.latest.take());
-        // A write the server found to change nothing keeps the version; that version is current.
-        entry.superseded.remove(&after);
-        entry.latest = Some(after);
-    }
-
-    /// Forgets a resource that is gone.
-    pub fn forget(&self, reference: &ObjectRef<K>) {
-        self.versions.lock().unwrap_or_else(|p| p.into_inner()).remove(reference);
+        self.memory.update(&ObjectRef::from_obj(read), |entry| {
+            let entry = &mut entry.writes;
+            entry.superseded.insert(before);
+            entry.superseded.extend(entry.latest.take());
+            // A write the server found to change nothing keeps the version; that version is current.
+            entry.superseded.remove(&after);
+            entry.latest = Some(after);
+        });
     }
 }
 

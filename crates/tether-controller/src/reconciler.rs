@@ -190,7 +190,7 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
     let timer = ctx.config.metrics.as_ref().map(|m| m.start(&ctx.controller, reference.to_string()));
     // After a failure the backoff spaces the retries: one attempt per call, not the HTTP layer's four, so
     // an outage costs one request per resource per backoff step.
-    let failed_before = ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&reference);
+    let failed_before = ctx.memory.read(&reference, |entry| entry.is_some_and(|e| e.failures > 0));
     let attempts = if failed_before { 1 } else { u32::MAX };
     let work = tether_platforms::http::with_attempts(attempts, step::<A>(&cr, &ctx, lane));
     let result = bounded(work, ctx.config.reconcile_timeout).instrument(span).await;
@@ -203,7 +203,7 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
     };
     match result {
         Ok(requeue) => {
-            ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+            ctx.memory.update_existing(&reference, |entry| entry.failures = 0);
             if let Some(timer) = timer {
                 timer.finish(Ok(requeue));
             }
@@ -212,7 +212,7 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         Err(error) => {
             report_failure::<A>(&cr, &ctx, &error).await;
             let retry = retry_delay::<A>(&cr, &error, &ctx);
-            ctx.retries.lock().unwrap_or_else(|p| p.into_inner()).insert(reference, retry);
+            ctx.memory.update(&reference, |entry| entry.retry = Some(retry));
             if let Some(timer) = timer {
                 timer.finish(Err((error.reason(), retry)));
             }
@@ -285,7 +285,8 @@ async fn report_failure<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, error: &
 /// Looks again when [`reconcile`] decided on its failure.
 pub fn error_policy<A: Adapter>(cr: Arc<A::Resource>, error: &Error, ctx: Arc<Context<A>>) -> Action {
     let reference = ObjectRef::from_obj(cr.as_ref());
-    let decided = ctx.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(&reference);
+    let mut decided = None;
+    ctx.memory.update_existing(&reference, |entry| decided = entry.retry.take());
     Action::requeue(decided.unwrap_or_else(|| retry_delay::<A>(&cr, error, &ctx)))
 }
 
@@ -299,10 +300,11 @@ fn retry_delay<A: Adapter>(cr: &A::Resource, error: &Error, ctx: &Context<A>) ->
     if error.is_terminal() {
         return jitter(poll_interval(cr, &ctx.config));
     }
-    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let count = failures.entry(ObjectRef::from_obj(cr)).or_default();
-    *count = count.saturating_add(1);
-    jitter(ctx.config.backoff.saturating_mul(1 << (*count - 1).min(16)).min(ctx.config.max_backoff))
+    let count = ctx.memory.update(&ObjectRef::from_obj(cr), |entry| {
+        entry.failures = entry.failures.saturating_add(1);
+        entry.failures
+    });
+    jitter(ctx.config.backoff.saturating_mul(1 << (count - 1).min(16)).min(ctx.config.max_backoff))
 }
 
 /// For a platform whose create and update answer with the object as it now is
