@@ -130,7 +130,8 @@ where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = kube::runtime::reflector::store();
-    let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
+    let events = watcher(api, watcher::Config::default()).default_backoff().modify(crate::sources::prune);
+    let trigger = kube::runtime::reflector(writer, events)
         .applied_objects()
         .predicate_filter(kube::runtime::predicates::generation.combine(changes), Default::default());
     (reader, trigger)

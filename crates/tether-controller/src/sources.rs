@@ -202,7 +202,8 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let events = watcher(api, watcher::Config::default()).default_backoff().modify(prune);
+    let stream = reflector::reflector(writer, events);
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         // The signature each object was last published with.
@@ -258,4 +259,38 @@ where
         }
     })
     .flatten()
+}
+
+/// What a watched object sheds before it is stored: its managedFields and kubectl's last-applied
+/// annotation, which Tether never reads from a store and which can be most of an object's size (the
+/// annotation of a Secret applied with kubectl holds its data). A Secret's data, read on its own, keeps them.
+pub(crate) fn prune<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// kubectl's client-side apply record.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn a_stored_object_sheds_managed_fields_and_the_last_applied_annotation_only() {
+        let mut secret = Secret::default();
+        secret.metadata.managed_fields =
+            Some(vec![ManagedFieldsEntry { manager: Some("kubectl".into()), ..Default::default() }]);
+        secret.metadata.annotations =
+            Some([(LAST_APPLIED.to_string(), "{\"data\":{}}".to_string()), ("team".into(), "a".into())].into());
+        secret.metadata.finalizers = Some(vec![crate::annotations::IN_USE.into()]);
+        prune(&mut secret);
+        assert_eq!(secret.metadata.managed_fields, None);
+        assert_eq!(secret.metadata.annotations, Some([("team".to_string(), "a".to_string())].into()));
+        assert_eq!(secret.metadata.finalizers, Some(vec![crate::annotations::IN_USE.to_string()]), "kept");
+    }
 }
