@@ -193,12 +193,14 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
     // an outage costs one request per resource per backoff step.
     let failed_before = ctx.memory.read(&reference, |entry| entry.is_some_and(|e| e.failures > 0));
     let attempts = if failed_before { 1 } else { u32::MAX };
-    let work = tether_platforms::http::with_attempts(attempts, step::<A>(&cr, &ctx, lane));
+    // Boxed, here and below: a reconcile waiting for a worker of its lane holds only a pointer to what it
+    // will run, not the whole of it (with thousands of resources due at once, most of them wait).
+    let work = tether_platforms::http::with_attempts(attempts, Box::pin(step::<A>(&cr, &ctx, lane)));
     let result = bounded(work, ctx.config.reconcile_timeout).instrument(span).await;
     let result = match result {
         Ok(Step::Done(requeue)) => Ok(requeue),
         Ok(Step::Report(outcome, external_id, at_provider, requeue)) => {
-            write_status::<A>(&cr, &ctx, &outcome, external_id, at_provider).await.map(|()| requeue)
+            Box::pin(write_status::<A>(&cr, &ctx, &outcome, external_id, at_provider)).await.map(|()| requeue)
         }
         Err(error) => Err(error),
     };
@@ -211,7 +213,7 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
             Ok(requeue.map_or_else(Action::await_change, Action::requeue))
         }
         Err(error) => {
-            report_failure::<A>(&cr, &ctx, &error).await;
+            Box::pin(report_failure::<A>(&cr, &ctx, &error)).await;
             let retry = retry_delay::<A>(&cr, &error, &ctx);
             ctx.memory.update(&reference, |entry| entry.retry = Some(retry));
             if let Some(timer) = timer {
@@ -644,6 +646,26 @@ mod tests {
         let hangs = bounded::<()>(std::future::pending(), Duration::from_millis(20)).await;
         assert!(matches!(hangs, Err(Error::Timeout(_))), "{hangs:?}");
         assert!(matches!(bounded(async { Ok(7) }, Duration::from_secs(1)).await, Ok(7)));
+    }
+
+    /// What each waiting reconcile holds: thousands wait for a worker at once after a restart or a mass
+    /// apply, so the future must stay small (the step and the status writes are boxed).
+    #[test]
+    fn a_reconcile_waiting_for_a_worker_is_small() {
+        use crate::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
+        fn size<A: Adapter, F: Future>(_: fn(Arc<A::Resource>, Arc<Context<A>>) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let sizes = [
+            ("AppService", size::<Iguazio, _>(reconcile::<Iguazio>)),
+            ("CivisService", size::<Civis, _>(reconcile::<Civis>)),
+            ("ApoloApp", size::<Apolo, _>(reconcile::<Apolo>)),
+            ("UbiService", size::<UbiOps, _>(reconcile::<UbiOps>)),
+            ("PeakWebapp", size::<Peak, _>(reconcile::<Peak>)),
+        ];
+        for (kind, bytes) in sizes {
+            assert!(bytes < 4096, "{kind}: a waiting reconcile holds {bytes} bytes");
+        }
     }
 
     #[test]

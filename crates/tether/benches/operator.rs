@@ -281,6 +281,8 @@ async fn run(options: Options) {
     let floor = floor_started.elapsed();
     // The control plane's own cost with as many resources and no operator: the baseline its steady
     // figure is read against (kube-controller-manager, the apiserver's own loops, the benchmark's watch).
+    // A period to settle first: the floor's creates leave kube-controller-manager and etcd busy a while.
+    tokio::time::sleep(drift).await;
     let idle_start = count().await;
     tokio::time::sleep(drift).await;
     let idle = count().await - idle_start;
