@@ -172,9 +172,10 @@ impl<A: Adapter> Context<A> {
     }
 
     /// Forgets what was remembered of a resource that is gone: its entry in the loop's memory (failures,
-    /// pending retry, own writes, lane), its dependencies and its due time. Called when Tether releases its finalizer and when the runtime finds a
-    /// scheduled resource gone (one deleted without Tether's finalizer: paused, ObserveOnly, or never
-    /// connected), so a long-running process does not keep every resource it ever saw.
+    /// pending retry, own writes, lane), its dependencies and its due time. Called when Tether releases its
+    /// finalizer and when the runtime finds a scheduled resource gone (one deleted without Tether's
+    /// finalizer: paused, ObserveOnly, or never connected), so a long-running process does not keep every
+    /// resource it ever saw.
     pub(crate) fn forget(&self, reference: &ObjectRef<A::Resource>) {
         self.memory.forget(reference);
         self.dependencies.forget(reference);

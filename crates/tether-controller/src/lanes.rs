@@ -96,11 +96,10 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
     /// was reconciled and nothing is converging.
     pub fn lane(&self, cr: &K, settled: bool) -> Lane {
         let reference = ObjectRef::from_obj(cr);
-        let (mut woken, mut seen) = (false, None);
-        self.memory.update_existing(&reference, |entry| {
-            woken = std::mem::take(&mut entry.woken);
-            seen = entry.seen;
-        });
+        let (woken, seen) = self
+            .memory
+            .update_existing(&reference, |entry| (std::mem::take(&mut entry.woken), entry.seen))
+            .unwrap_or((false, None));
         let edited = seen.is_none_or(|s| s.intent != intent(cr));
         let recently_edited = seen.is_none_or(|s| s.since.elapsed() < self.converging_window);
         if woken || edited || (!settled && recently_edited) { Lane::Change } else { Lane::Drift }

@@ -54,10 +54,8 @@ impl<K: Resource<DynamicType = ()>> Memory<K> {
     }
 
     /// `change` applied to the entry of `reference` if there is one (none is made).
-    pub fn update_existing(&self, reference: &ObjectRef<K>, change: impl FnOnce(&mut Remembered)) {
-        if let Some(entry) = self.lock().get_mut(reference) {
-            change(entry);
-        }
+    pub fn update_existing<T>(&self, reference: &ObjectRef<K>, change: impl FnOnce(&mut Remembered) -> T) -> Option<T> {
+        self.lock().get_mut(reference).map(change)
     }
 
     /// Forgets `reference` entirely.

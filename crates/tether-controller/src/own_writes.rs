@@ -43,14 +43,14 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     /// Whether `cr` is older than a write this process made to it. Seeing a fresh one forgets the writes.
     pub fn is_stale(&self, cr: &K) -> bool {
         let Some(version) = cr.meta().resource_version.as_ref() else { return false };
-        let mut stale = false;
-        self.memory.update_existing(&ObjectRef::from_obj(cr), |entry| {
-            stale = entry.writes.superseded.contains(version);
+        let stale = self.memory.update_existing(&ObjectRef::from_obj(cr), |entry| {
+            let stale = entry.writes.superseded.contains(version);
             if !stale {
                 entry.writes = Versions::default();
             }
+            stale
         });
-        stale
+        stale.unwrap_or(false)
     }
 
     /// Records a write to `read` (the object as the reconcile read it) that the server answered with

@@ -288,8 +288,7 @@ async fn report_failure<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, error: &
 /// Looks again when [`reconcile`] decided on its failure.
 pub fn error_policy<A: Adapter>(cr: Arc<A::Resource>, error: &Error, ctx: Arc<Context<A>>) -> Action {
     let reference = ObjectRef::from_obj(cr.as_ref());
-    let mut decided = None;
-    ctx.memory.update_existing(&reference, |entry| decided = entry.retry.take());
+    let decided = ctx.memory.update_existing(&reference, |entry| entry.retry.take()).flatten();
     Action::requeue(decided.unwrap_or_else(|| retry_delay::<A>(&cr, error, &ctx)))
 }
 
@@ -314,8 +313,8 @@ fn retry_delay<A: Adapter>(cr: &A::Resource, error: &Error, ctx: &Context<A>) ->
 /// ([`Adapter::WRITES_ANSWER_THE_OBJECT`]), or a write the adapter says the platform completed at once
 /// ([`Request::done_at_once`]): observes once more (from that answer, or with a read), and when the object
 /// is then up to date returns the loop's next step for it (a report), so a write the platform completes at
-/// once costs one status write instead of two and no second reconcile. `None`: report the write as in progress (the next look
-/// comes at the converge interval).
+/// once costs one status write instead of two and no second reconcile. `None`: report the write as in
+/// progress (the next look comes at the converge interval).
 async fn settled_at_once<A: Adapter>(
     client: &A::Client,
     cr: &Request<'_, A::Resource>,

@@ -179,9 +179,8 @@ pub struct Http {
 /// system's CA bundle (milliseconds of CPU), and a Connection's check or a rotated key builds an `Http`
 /// again. Shared, its pool of keep-alive connections (kept per host) serves every account on a host.
 fn shared_client(timeout: Duration, connect_timeout: Duration) -> Result<reqwest::Client> {
-    static CLIENTS: std::sync::LazyLock<std::sync::Mutex<HashMap<(Duration, Duration), reqwest::Client>>> =
-        std::sync::LazyLock::new(Default::default);
-    let mut clients = CLIENTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    static CLIENTS: LazyLock<Mutex<HashMap<(Duration, Duration), reqwest::Client>>> = LazyLock::new(Default::default);
+    let mut clients = CLIENTS.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(client) = clients.get(&(timeout, connect_timeout)) {
         return Ok(client.clone());
     }

@@ -117,7 +117,7 @@ impl Manifest {
         {
             return Some(found);
         }
-        // Not indexed (a name that is not there, the common case), or the list was edited since.
+        // Not indexed (a name the manifest lacks: a service about to be created), or edited since.
         self.app_services.iter().find(|s| s.name() == name)
     }
 
