@@ -100,6 +100,9 @@ pub struct Request<'a, R> {
     observed: Mutex<Option<Box<dyn std::any::Any + Send>>>,
     /// Set by a `create` or `update` whose write the platform completes at once ([`Request::done_at_once`]).
     done_at_once: std::sync::atomic::AtomicBool,
+    /// What `observe` says a drift check must read again to tell a change ([`Request::probe`]): a
+    /// `Box<dyn Probe<C>>` for the adapter's client type `C`.
+    probe: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 impl<'a, R> Request<'a, R> {
@@ -117,6 +120,7 @@ impl<'a, R> Request<'a, R> {
             warnings: Mutex::default(),
             observed: Mutex::default(),
             done_at_once: Default::default(),
+            probe: Mutex::default(),
         }
     }
 
@@ -131,6 +135,21 @@ impl<'a, R> Request<'a, R> {
     /// Whether [`done_at_once`](Self::done_at_once) was said.
     pub(crate) fn is_done_at_once(&self) -> bool {
         self.done_at_once.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Said by an `observe` that knows what to read again to tell whether anything it read changed (see
+    /// [`Probe`]). When the reconcile then leaves the resource settled, its drift checks run the probe
+    /// alone, and the whole reconcile only when the probe sees a change. An observe that reads something
+    /// the probe does not cover must not say it.
+    pub fn probe<C: 'static>(&self, probe: impl Probe<C>) {
+        let probe: Box<dyn Probe<C>> = Box::new(probe);
+        *self.probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(probe));
+    }
+
+    /// What [`probe`](Self::probe) said last, for a client of type `C`: taken.
+    pub(crate) fn take_probe<C: 'static>(&self) -> Option<Box<dyn Probe<C>>> {
+        let said = self.probe.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        said.downcast::<Box<dyn Probe<C>>>().ok().map(|b| *b)
     }
 
     /// Keeps what `observe` just read of the remote object, so that an `update` or `delete` of the same
@@ -226,6 +245,20 @@ impl Readiness {
             Readiness::Failed(m) => (reasons::PLATFORM_ERROR, m),
         })
     }
+}
+
+/// What a drift check of a settled resource reads again instead of its whole reconcile: an `observe`
+/// gives one ([`Request::probe`]) covering everything it read (a listing entry, a status), and while
+/// [`unchanged`](Probe::unchanged) says so, nothing in the resource's status or the platform would
+/// change. Its own Kubernetes inputs (spec, Connection, Secrets) are watched apart.
+pub trait Probe<C>: Send + Sync + 'static {
+    /// Whether what the observe read is still the same, read now (from listings begun at most `max_age`
+    /// ago, shared with other drift checks). `false` or an error runs the whole reconcile.
+    fn unchanged<'a>(
+        &'a self,
+        client: &'a C,
+        max_age: std::time::Duration,
+    ) -> futures::future::BoxFuture<'a, Result<bool, PlatformError>>;
 }
 
 /// How a delete went.

@@ -76,6 +76,8 @@ pub struct Context<A: Adapter> {
     pub(crate) own_writes: OwnWrites<A::Resource>,
     /// The worker pools for changes and for drift checks.
     pub(crate) lanes: Arc<Lanes<A::Resource>>,
+    /// Settled resources whose drift checks run a probe instead of the reconcile.
+    pub(crate) drift: Arc<crate::drift::Drift<A>>,
     /// The controller's name in metrics: the kind, lowercase.
     pub(crate) controller: String,
     /// When the controller started: no other replica reconciles its resources since (the leader election,
@@ -111,6 +113,7 @@ impl<A: Adapter> Context<A> {
             dependencies: Arc::default(),
             own_writes: OwnWrites::new(memory.clone()),
             lanes: Arc::new(Lanes::in_memory(config.concurrency, memory.clone())),
+            drift: Arc::default(),
             memory,
             controller: A::Resource::kind(&()).to_lowercase(),
             config,
@@ -179,6 +182,7 @@ impl<A: Adapter> Context<A> {
     pub(crate) fn forget(&self, reference: &ObjectRef<A::Resource>) {
         self.memory.forget(reference);
         self.dependencies.forget(reference);
+        self.drift.disarm(reference);
         if let Some(metrics) = &self.config.metrics {
             metrics.forget(&self.controller, &reference.to_string());
         }

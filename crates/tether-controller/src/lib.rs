@@ -10,6 +10,7 @@ pub mod connection;
 pub mod connection_status;
 mod context;
 mod dependencies;
+pub mod drift;
 pub mod error;
 pub mod lanes;
 mod memory;

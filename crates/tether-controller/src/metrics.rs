@@ -7,7 +7,10 @@
 //! - `controller_runtime_active_workers{controller}`: reconciles running now;
 //! - `workqueue_depth{name}`: resources whose next reconcile is due but has not started: waiting for a
 //!   worker of their lane, or past the due time Tether asked for (kube-runtime keeps its queue private);
-//! - `tether_reconcile_failures_total{controller, reason}`: failures by condition reason.
+//! - `tether_reconcile_failures_total{controller, reason}`: failures by condition reason;
+//! - `tether_drift_checks_total{controller, result}`: drift checks of settled resources that ran their
+//!   probe instead of a reconcile ([`crate::drift`]): result `unchanged`, `woken` (the reconcile runs) or
+//!   `dropped`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +54,7 @@ pub struct Metrics {
     active: Family<ControllerLabels, Gauge>,
     depth: Family<QueueLabels, Gauge>,
     failures: Family<ReasonLabels, Counter>,
+    drift_checks: Family<ResultLabels, Counter>,
     /// Per controller: when each resource's next reconcile is due.
     due: Mutex<HashMap<String, HashMap<String, Instant>>>,
 }
@@ -65,6 +69,7 @@ impl Metrics {
             active: Family::default(),
             depth: Family::default(),
             failures: Family::default(),
+            drift_checks: Family::default(),
             due: Mutex::default(),
         };
         registry.register("controller_runtime_reconcile", "Reconciles, by result", metrics.reconciles.clone());
@@ -77,7 +82,22 @@ impl Metrics {
             "Failed reconciles, by condition reason",
             metrics.failures.clone(),
         );
+        registry.register(
+            "tether_drift_checks",
+            "Drift checks of settled resources answered by their probe, by result",
+            metrics.drift_checks.clone(),
+        );
         Arc::new(metrics)
+    }
+
+    /// A drift check of `controller` ended so.
+    pub(crate) fn drift_checked(&self, controller: &str, checked: crate::drift::Checked) {
+        let result = match checked {
+            crate::drift::Checked::Unchanged => "unchanged",
+            crate::drift::Checked::Woken => "woken",
+            crate::drift::Checked::Dropped => "dropped",
+        };
+        self.drift_checks.get_or_create(&ResultLabels { controller: controller.to_string(), result }).inc();
     }
 
     /// A reconcile of `object` starts; the returned guard records its end.

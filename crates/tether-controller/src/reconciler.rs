@@ -69,11 +69,15 @@ pub async fn run_with<A: Adapter>(
     );
     let (reader, trigger) = watched(api);
     let taken_over = taken_over(context.config.shards.clone(), reader.clone());
+    // Settled resources' drift checks: a probe each, the reconcile only for what changed.
+    let drifted = context.drift.woken();
+    tokio::spawn(context.drift.clone().run(sources.clone(), context.config.clone()));
     // No limit in the runtime: the lanes limit changes and drift checks apart.
     Controller::for_stream(trigger, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .reconcile_on(woken)
         .reconcile_on(taken_over)
+        .reconcile_on(drifted)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<A>, error_policy::<A>, context.clone())
         .for_each(move |result| {
@@ -175,6 +179,8 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         // Another replica's shard; reconciled here once this process holds it (see `run_with`).
         return Ok(Action::await_change());
     }
+    // This reconcile decides when the next look comes: a drift check armed earlier must not add one.
+    ctx.drift.disarm(&reference);
     if ctx.own_writes.is_stale(&cr) {
         // Its watch event is on the way (a spec, metadata or finalizer write reconciles it again; a status
         // write only updates the store): look again soon.
@@ -404,7 +410,23 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             Step::Report(outcome, Some(external_id), Some(at_provider), pace(next))
         }
         Next::Report { outcome, external_id, at_provider, pace: next } => {
-            Step::Report(outcome, external_id, at_provider, pace(next))
+            // Settled, with a probe: the drift checks run the probe, and this reconcile only if it sees a
+            // change (see `crate::drift`).
+            let requeue = match (next, cr.take_probe::<A::Client>()) {
+                (Pace::Settled, Some(probe)) => {
+                    let outputs = cr.outputs_secret().map(|name| {
+                        let stored = cr.outputs_secret.lock().unwrap_or_else(|p| p.into_inner());
+                        let version = stored.as_ref().and_then(|s| s.metadata.resource_version.clone());
+                        (cr.namespace().unwrap_or_default(), name.to_string(), version)
+                    });
+                    let period = poll_interval(&**cr, &ctx.config);
+                    let arming = crate::drift::Arming { probe, client: client.clone(), period, outputs };
+                    ctx.drift.arm(ObjectRef::from_obj(&**cr), arming);
+                    None
+                }
+                _ => pace(next),
+            };
+            Step::Report(outcome, external_id, at_provider, requeue)
         }
         Next::Refuse(why) => return Err(Error::InvalidSpec(why)),
     })
@@ -567,7 +589,7 @@ fn poll_interval<K: ManagedResource>(cr: &K, config: &Config) -> Duration {
 }
 
 /// ±10 %, so resources created together do not poll together.
-fn jitter(period: Duration) -> Duration {
+pub(crate) fn jitter(period: Duration) -> Duration {
     period.mul_f64(0.9 + 0.2 * fastrand::f64())
 }
 

@@ -174,6 +174,14 @@ impl Sources {
         self.secrets.get(&ObjectRef::new(name).within(namespace))
     }
 
+    /// The resourceVersion of Secret `namespace/name` as its metadata watch last saw it (`Some(None)`:
+    /// not in it), or `None` when the watch does not cover the namespace.
+    pub(crate) fn watched_version(&self, namespace: &str, name: &str) -> Option<Option<String>> {
+        self.covers(namespace).then(|| {
+            self.secrets.get(&ObjectRef::new(name).within(namespace)).and_then(|m| m.metadata.resource_version.clone())
+        })
+    }
+
     /// Records Tether's own write of a Secret, so the next read needs no GET.
     pub fn wrote(&self, secret: &Secret) {
         let (Some(namespace), Some(version)) = (secret.namespace(), secret.resource_version()) else { return };

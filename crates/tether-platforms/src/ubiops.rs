@@ -189,6 +189,15 @@ impl Client {
         }
     }
 
+    /// Whether service `name` of `project`, as listed at most `max_age` ago, is as the last
+    /// [`services_listed`](Self::services_listed) for it answered (see [`Listing::unchanged`]).
+    pub async fn services_unchanged(&self, project: &str, name: &str, max_age: Duration) -> Result<bool> {
+        let list = || async {
+            Ok(self.services_list(project, None, None).await?.into_iter().map(|s| (s.name.clone(), s)).collect())
+        };
+        self.listing(project).unchanged(name, max_age, list).await
+    }
+
     /// `POST /projects/{p}/services`. Not retried on 5xx (a retry could race a create that went through);
     /// a caller that lost the answer finds the service by name.
     pub async fn services_create(&self, project: &str, fields: &ServiceFields) -> Result<Service> {

@@ -115,6 +115,8 @@ struct Counts {
     plane_cpu: f64,
     /// Reconciles the operator reports (`controller_runtime_reconcile_total`), by controller.
     reconciles: BTreeMap<String, u64>,
+    /// Drift checks the operator answered by a probe alone (`tether_drift_checks_total{result="unchanged"}`).
+    probed: BTreeMap<String, u64>,
 }
 
 impl std::ops::Sub for Counts {
@@ -138,6 +140,11 @@ impl std::ops::Sub for Counts {
                 .reconciles
                 .iter()
                 .map(|(k, v)| (k.clone(), v.saturating_sub(o.reconciles.get(k).copied().unwrap_or(0))))
+                .collect(),
+            probed: self
+                .probed
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(o.probed.get(k).copied().unwrap_or(0))))
                 .collect(),
         }
     }
@@ -333,6 +340,11 @@ async fn run(options: Options) {
                 .iter()
                 .map(|(k, v)| (k.clone(), json!(*v as f64 / f64::from(steady_periods))))
                 .collect::<serde_json::Map<String, Value>>(),
+            "drift_checks_by_probe_per_period": steady_counts
+                .probed
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(*v as f64 / f64::from(steady_periods))))
+                .collect::<serde_json::Map<String, Value>>(),
             "control_plane_cpu_seconds_per_period": steady_counts.plane_cpu / f64::from(steady_periods),
             "control_plane_cpu_seconds_per_period_without_operator": idle.plane_cpu,
         },
@@ -345,6 +357,9 @@ async fn run(options: Options) {
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).expect("the JSON report");
     println!("written to {}", path.display());
     assert_eq!(steady_counts.api_writes, 0, "API writes in the steady state");
+    // Settled resources' drift checks are answered by their probes, not whole reconciles.
+    let probed: u64 = steady_counts.probed.values().sum();
+    assert!(probed > 0, "no drift check was answered by a probe: {:?}", steady_counts.probed);
     sims.clean_up();
 }
 
@@ -398,6 +413,10 @@ fn print_table(r: &Value) {
         f(&s["control_plane_cpu_seconds_per_period_without_operator"])
     );
     println!("steady reconciles per drift period, by kind: {}", s["reconciles_per_period"]);
+    println!(
+        "steady drift checks answered by a probe alone per drift period, by kind: {}",
+        s["drift_checks_by_probe_per_period"]
+    );
     println!(
         "change, platform calls per resource above the steady rate over its window: {}",
         f(&r["change_platform_calls_per_resource_above_steady"])
@@ -536,6 +555,15 @@ async fn counts(
                 continue;
             };
             *counts.reconciles.entry(controller.to_string()).or_default() += value.parse::<f64>().unwrap_or(0.0) as u64;
+        }
+        let probed =
+            text.lines().filter(|l| l.starts_with("tether_drift_checks_total{") && l.contains("\"unchanged\""));
+        for line in probed {
+            let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+            let Some(controller) = labels.split("controller=\"").nth(1).and_then(|r| r.split('"').next()) else {
+                continue;
+            };
+            *counts.probed.entry(controller.to_string()).or_default() += value.parse::<f64>().unwrap_or(0.0) as u64;
         }
     }
     for origin in origins {

@@ -4,6 +4,9 @@
 //! changes are applied by configure (a new revision); uninstall waits until the app is uninstalled.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use serde_json::{Value, json};
 use tether_api::apolo::ApoloAppObservation;
@@ -11,7 +14,7 @@ use tether_api::{ApoloApp, Platform};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::apolo::{App, Client};
 
-use crate::adapter::{Adapter, Deletion, ManagedResource as _, Observation, Readiness, Request, adopted};
+use crate::adapter::{Adapter, Deletion, ManagedResource as _, Observation, Probe, Readiness, Request, adopted};
 use crate::connection::Account;
 use kube::ResourceExt;
 
@@ -106,6 +109,19 @@ struct Details {
 /// What the details were read for: the app's update time (Apolo bumps it on any change of state,
 /// input, version or revision), its state, and the revision the spec pins. None without an update time:
 /// then every drift check reads the details.
+/// A drift check reads the app's entry in its scope's listing (entries are whole apps).
+struct Listed {
+    /// The client of the app's scope.
+    client: Client,
+    id: String,
+}
+
+impl Probe<Client> for Listed {
+    fn unchanged<'a>(&'a self, _: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
+        Box::pin(self.client.unchanged(&self.id, max_age))
+    }
+}
+
 fn details_marker(cr: &ApoloApp, app: &App) -> Option<String> {
     let updated = app.fields.get("updated_at").and_then(Value::as_str).filter(|t| !t.is_empty())?;
     Some(format!("{updated} {} {:?}", app.state, cr.spec.rollback_to_revision))
@@ -193,6 +209,10 @@ impl Adapter for Apolo {
         // The details change only with the marker, however the app was read (a converging app polled
         // while queued needs its revisions and outputs once).
         let kept = marker.as_ref().and_then(|marker| client.derived(&app.id, marker)?.downcast::<Details>().ok());
+        if marker.is_some() {
+            // The details are kept by the entry's update time: the entry alone tells a change.
+            cr.probe(Listed { client: client.clone(), id: app.id.clone() });
+        }
         let details = match kept {
             Some(details) => details,
             None => {

@@ -14,6 +14,9 @@
 //! the annotation `tether.dev/external-id` (the service name) takes an entry over whatever its mark.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
@@ -23,7 +26,7 @@ use tether_platforms::Error as PlatformError;
 use tether_platforms::iguazio::{self as igz, Change, Client, ManifestWriter, WriterTiming};
 
 use super::{Owner, conflict, foreign, may_observe, spec_fields};
-use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Readiness, Request};
+use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Probe, Readiness, Request};
 use crate::connection::Account;
 
 managed_resource!(AppService, AppServiceObservation);
@@ -164,6 +167,26 @@ fn text(status: Option<&Map<String, Value>>, key: &str) -> Option<String> {
     status?.get(key)?.as_str().filter(|s| !s.is_empty()).map(str::to_string)
 }
 
+/// A drift check reads the service's entry in its tenant's manifest (shared by the tenant's drift checks).
+struct Listed {
+    name: String,
+    /// The [`digest`](tether_platforms::listing::digest) of the entry the observe read.
+    entry: u64,
+}
+
+impl Probe<ManifestWriter> for Listed {
+    fn unchanged<'a>(
+        &'a self,
+        writer: &'a ManifestWriter,
+        max_age: Duration,
+    ) -> BoxFuture<'a, Result<bool, PlatformError>> {
+        Box::pin(async move {
+            let manifest = writer.read_within(max_age).await?;
+            Ok(manifest.service(&self.name).is_some_and(|s| tether_platforms::listing::digest(s) == self.entry))
+        })
+    }
+}
+
 impl Adapter for Iguazio {
     type Resource = AppService;
     type Client = ManifestWriter;
@@ -236,6 +259,12 @@ impl Adapter for Iguazio {
             }
         }
         let up_to_date = differences(cr, remote).is_empty();
+        if settled {
+            // Settled, the observation is the service's entry alone (job ids and the manifest's state are
+            // recorded only while it converges).
+            let entry = tether_platforms::listing::digest(remote);
+            cr.probe(Listed { name: cr.spec.name.clone(), entry });
+        }
         Ok(Observation::Present { external_id: cr.spec.name.clone(), up_to_date, ready, at_provider, outputs })
     }
 

@@ -9,6 +9,9 @@
 //! refused with Conflict and never updated or deleted; an unmarked one is adopted and marked; the
 //! annotation `tether.dev/external-id` (the webapp's id) takes a webapp over whatever its mark.
 
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use kube::ResourceExt;
 use serde_json::Value;
 use tether_api::peak::PeakWebappObservation;
@@ -17,7 +20,9 @@ use tether_platforms::Error as PlatformError;
 use tether_platforms::peak::{Client, ImageDetails, Resources, Webapp, WebappFields};
 
 use super::{Owner, conflict, foreign, may_observe};
-use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Readiness, Request, adopted};
+use crate::adapter::{
+    Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Probe, Readiness, Request, adopted,
+};
 use crate::connection::Account;
 
 managed_resource!(PeakWebapp, PeakWebappObservation);
@@ -126,6 +131,15 @@ async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<We
     client.find_by_name(&cr.spec.name).await
 }
 
+/// A drift check reads the webapp's entry in the account's listing (entries are whole webapps).
+struct Listed(String);
+
+impl Probe<Client> for Listed {
+    fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
+        Box::pin(client.unchanged(&self.0, max_age))
+    }
+}
+
 impl Adapter for Peak {
     type Resource = PeakWebapp;
     type Client = Client;
@@ -149,6 +163,7 @@ impl Adapter for Peak {
             return Ok(Observation::Absent);
         }
         cr.remember(remote.clone());
+        cr.probe(Listed(remote.id.clone()));
         let settled = !matches!(remote.status.as_str(), "CREATING" | "DEPLOYING" | "DELETING");
         let up_to_date = !settled || changes(cr, &remote) == WebappFields::default();
         let ready = match remote.status.as_str() {

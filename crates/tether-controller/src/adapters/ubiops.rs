@@ -9,6 +9,9 @@
 //! unmarked one is adopted and marked; the annotation `tether.dev/external-id` (the service's id) takes a
 //! service over whatever its mark.
 
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use kube::ResourceExt;
 use serde_json::{Map, Value};
 use tether_api::ubiops::UbiServiceObservation;
@@ -17,7 +20,9 @@ use tether_platforms::Error as PlatformError;
 use tether_platforms::ubiops::{Client, Service, ServiceFields};
 
 use super::{Owner, conflict, foreign, may_observe, spec_fields};
-use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Readiness, Request, adopted};
+use crate::adapter::{
+    Adapter, Deletion, EXTERNAL_ID, ManagedResource as _, Observation, Probe, Readiness, Request, adopted,
+};
 use crate::connection::Account;
 
 managed_resource!(UbiService, UbiServiceObservation);
@@ -115,6 +120,22 @@ fn refuse_foreign(cr: &UbiService, remote: &Service) -> Result<(), PlatformError
     match foreign(cr, owner_mark(remote).as_ref()) {
         Some(owner) => Err(conflict(cr, &object(&cr.spec), owner, &external_id(&cr.spec, remote))),
         None => Ok(()),
+    }
+}
+
+/// A drift check reads the service's entry in its project's listing, and its status.
+struct Listed {
+    project: String,
+    name: String,
+    status: tether_platforms::ubiops::ServiceStatus,
+}
+
+impl Probe<Client> for Listed {
+    fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
+        Box::pin(async move {
+            Ok(client.services_unchanged(&self.project, &self.name, max_age).await?
+                && client.services_status(&self.project, &self.name).await? == self.status)
+        })
     }
 }
 
@@ -221,6 +242,12 @@ impl Adapter for UbiOps {
         } else {
             None
         };
+        if let Some(status) = status.as_ref().filter(|s| s.ready && cr.adopt_id().is_none()) {
+            // Readiness is not in the listing: a drift check reads the status too (not the deployment
+            // version's, read only while not ready).
+            let (project, name) = (spec.project.clone(), spec.name.clone());
+            cr.probe(Listed { project, name, status: status.clone() });
+        }
         let ready = match &status {
             Some(status) if status.ready => Readiness::Ready,
             Some(_) => not_ready(client, spec, &remote).await?,

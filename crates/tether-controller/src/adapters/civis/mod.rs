@@ -13,13 +13,18 @@
 mod access;
 mod preview;
 
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use tether_api::civis::{CivisDeletionPolicy, CivisServiceObservation};
 use tether_api::{CivisService, ConnectionRef, ManagedStatus, ManagementPolicy, Platform, SecretKeySelector};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::civis::{Client, ListOptions, Service};
 
-use crate::adapter::{Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Readiness, Request, adopted};
+use crate::adapter::{
+    Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Probe, Readiness, Request, adopted,
+};
 use crate::connection::Account;
 use kube::ResourceExt;
 
@@ -163,6 +168,15 @@ fn start_wanted(cr: &CivisService, service: &Service) -> bool {
     cr.spec.deployed && !running(service) && !(ended && cr.spec_applied())
 }
 
+/// A drift check reads the service's summary in the account's listing.
+struct Listed(i64);
+
+impl Probe<Client> for Listed {
+    fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
+        Box::pin(client.unchanged(self.0, max_age))
+    }
+}
+
 async fn find(client: &Client, cr: &Request<'_, CivisService>) -> Result<Option<Service>, PlatformError> {
     if let Some(id) = cr.adopt_id() {
         let number = id.parse().map_err(|_| {
@@ -265,6 +279,16 @@ impl Adapter for Civis {
         };
         let outputs = service.current_url.iter().map(|url| ("url".to_string(), url.clone())).collect();
         let external_id = service.id.to_string();
+        let recorded_tokens = cr.status.as_ref().and_then(|s| s.at_provider.as_ref()?.token_ids.as_ref());
+        let reads_access = cr.spec.shares.is_some()
+            || cr.spec.projects.is_some()
+            || !cr.spec.tokens.is_empty()
+            || recorded_tokens.is_some_and(|t| !t.is_empty());
+        if !reads_access && cr.adopt_id().is_none() {
+            // Shares, projects and tokens show no update time: only a resource that declares none is
+            // told apart by its listing entry alone.
+            cr.probe(Listed(service.id));
+        }
         cr.remember((service, access));
         Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
     }
