@@ -137,6 +137,11 @@ impl<A: Adapter> Drift<A> {
         true
     }
 
+    /// Whether `reference` is armed.
+    pub fn is_armed(&self, reference: &Reference<A>) -> bool {
+        self.lock().armed.contains_key(reference)
+    }
+
     /// How many resources are armed.
     #[cfg(test)]
     pub fn armed(&self) -> usize {

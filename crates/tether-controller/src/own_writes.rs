@@ -17,6 +17,17 @@ pub struct OwnWrites<K: Resource<DynamicType = ()>> {
     memory: Arc<Memory<K>>,
 }
 
+/// How an object stands to Tether's writes to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Older than Tether's last write: the write's watch event has not arrived yet.
+    Stale,
+    /// Exactly what Tether's last write made: nobody else wrote to it since.
+    Ours,
+    /// Newer than anything Tether wrote, or nothing remembered.
+    Fresh,
+}
+
 /// What one resource's entry keeps of Tether's writes to it.
 #[derive(Default)]
 pub(crate) struct Versions {
@@ -41,16 +52,23 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
 
 impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     /// Whether `cr` is older than a write this process made to it. Seeing a fresh one forgets the writes.
+    #[cfg(test)]
     pub fn is_stale(&self, cr: &K) -> bool {
-        let Some(version) = cr.meta().resource_version.as_ref() else { return false };
-        let stale = self.memory.update_existing(&ObjectRef::from_obj(cr), |entry| {
-            let stale = entry.writes.superseded.contains(version);
-            if !stale {
-                entry.writes = Versions::default();
+        self.freshness(cr) == Freshness::Stale
+    }
+
+    /// How `cr` stands to this process's writes to it. Seeing one that is not stale forgets the writes.
+    pub fn freshness(&self, cr: &K) -> Freshness {
+        let Some(version) = cr.meta().resource_version.as_ref() else { return Freshness::Fresh };
+        let freshness = self.memory.update_existing(&ObjectRef::from_obj(cr), |entry| {
+            if entry.writes.superseded.contains(version) {
+                return Freshness::Stale;
             }
-            stale
+            let ours = entry.writes.latest.as_ref() == Some(version);
+            entry.writes = Versions::default();
+            if ours { Freshness::Ours } else { Freshness::Fresh }
         });
-        stale.unwrap_or(false)
+        freshness.unwrap_or(Freshness::Fresh)
     }
 
     /// Records a write to `read` (the object as the reconcile read it) that the server answered with
@@ -104,6 +122,18 @@ mod tests {
         let writes = OwnWrites::default();
         writes.record(&at("1"), Some("3".into()));
         assert!(!writes.is_stale(&at("7")));
+    }
+
+    #[test]
+    fn our_last_write_as_the_cache_shows_it_is_ours_once() {
+        let writes = OwnWrites::default();
+        writes.record(&at("1"), Some("2".into()));
+        writes.record(&at("1"), Some("3".into()));
+        assert_eq!(writes.freshness(&at("2")), Freshness::Stale);
+        assert_eq!(writes.freshness(&at("3")), Freshness::Ours, "nobody wrote after our status write");
+        assert_eq!(writes.freshness(&at("3")), Freshness::Fresh, "forgotten once seen");
+        writes.record(&at("3"), Some("4".into()));
+        assert_eq!(writes.freshness(&at("5")), Freshness::Fresh, "someone wrote after us");
     }
 
     #[test]

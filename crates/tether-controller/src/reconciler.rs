@@ -179,14 +179,28 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         // Another replica's shard; reconciled here once this process holds it (see `run_with`).
         return Ok(Action::await_change());
     }
+    match ctx.own_writes.freshness(&cr) {
+        crate::own_writes::Freshness::Stale => {
+            // Its watch event is on the way (a spec, metadata or finalizer write reconciles it again; a
+            // status write only updates the store): look again soon.
+            tracing::debug!(parent: &span, "the cache has not caught up with Tether's own write yet");
+            ctx.drift.disarm(&reference);
+            return Ok(Action::requeue(ctx.config.converge_interval));
+        }
+        // The object is what Tether's last write made (the watch event of its own finalizer write, say),
+        // and the reconcile that wrote it left the resource settled and armed: nothing asks for another
+        // look, and its drift checks go on.
+        crate::own_writes::Freshness::Ours
+            if ctx.drift.is_armed(&reference)
+                && !ctx.memory.read(&reference, |entry| entry.is_some_and(|e| e.woken)) =>
+        {
+            tracing::debug!(parent: &span, "Tether's own write: settled, nothing to do");
+            return Ok(Action::await_change());
+        }
+        _ => {}
+    }
     // This reconcile decides when the next look comes: a drift check armed earlier must not add one.
     ctx.drift.disarm(&reference);
-    if ctx.own_writes.is_stale(&cr) {
-        // Its watch event is on the way (a spec, metadata or finalizer write reconciles it again; a status
-        // write only updates the store): look again soon.
-        tracing::debug!(parent: &span, "the cache has not caught up with Tether's own write yet");
-        return Ok(Action::requeue(ctx.config.converge_interval));
-    }
     let lane = ctx.lanes.lane(&cr, settled(cr.as_ref()));
     span.record("lane", lane.as_str());
     if let Some(metrics) = &ctx.config.metrics {

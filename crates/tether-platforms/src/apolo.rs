@@ -167,12 +167,6 @@ impl Client {
         self.listing().entry(id, max_age, || self.live()).await
     }
 
-    /// Whether app `id`, as listed at most `max_age` ago, is as the last [`listed`](Self::listed) for it
-    /// answered (see [`Listing::unchanged`]); its details are kept by its entry's update time.
-    pub async fn unchanged(&self, id: &str, max_age: Duration) -> Result<bool> {
-        self.listing().unchanged(id, max_age, || self.live()).await
-    }
-
     /// What a listing holds: the scope's live apps by id.
     async fn live(&self) -> Result<Vec<(String, App)>> {
         Ok(self.list(&LIVE_STATES).await?.into_iter().map(|a| (a.id.clone(), a)).collect())

@@ -195,13 +195,6 @@ impl Client {
         }
     }
 
-    /// Whether service `id`'s summary, as listed at most `max_age` ago, is as the last
-    /// [`listed`](Self::listed) for it answered (see [`Listing::unchanged`]): the full form it answered
-    /// with is kept by the summary's update time and current deployment.
-    pub async fn unchanged(&self, id: i64, max_age: Duration) -> Result<bool> {
-        self.listing.unchanged(&id.to_string(), max_age, || self.listing_entries()).await
-    }
-
     /// What a listing holds: every service, hidden ones too, by id.
     async fn listing_entries(&self) -> Result<Vec<(String, Service)>> {
         let options = ListOptions { hidden: true, ..Default::default() };

@@ -18,9 +18,8 @@
 //! and after this process's own last attempt for that marker ([`Listing::attempted`]), so that a create
 //! whose answer was lost is always searched for in a listing taken after it.
 //!
-//! A settled resource's drift check need not run its whole reconcile: [`Listing::unchanged`] says whether
-//! an object's entry in a listing young enough is still the one the last [`entry`](Listing::entry) for it
-//! answered with (by a [`digest`] of it), so the reconcile that read it would read the same again.
+//! A settled resource's drift check need not run its whole reconcile: it compares a [`digest`] of the
+//! object as its last observe read it with the object's entry in a young enough listing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,9 +38,6 @@ pub struct Listing<T, D = ()> {
     /// When this process last tried to create the object carrying each ownership marker, until a listing
     /// begun later makes it moot.
     attempts: Mutex<HashMap<String, Instant>>,
-    /// The digest of the entry each object's last [`entry`](Listing::entry) answered with, until the object
-    /// is touched.
-    answered: Mutex<HashMap<String, u64>>,
 }
 
 struct Snapshot<T> {
@@ -56,7 +52,6 @@ impl<T, D> Default for Listing<T, D> {
             touched: Default::default(),
             details: Default::default(),
             attempts: Default::default(),
-            answered: Default::default(),
         }
     }
 }
@@ -75,12 +70,11 @@ pub fn digest(value: &impl serde::Serialize) -> u64 {
     hasher.finish()
 }
 
-impl<T: Clone + serde::Serialize, D: Clone> Listing<T, D> {
+impl<T: Clone, D: Clone> Listing<T, D> {
     /// `id` was just written or read on its own: the listing does not answer for it until one begun
     /// after now.
     pub fn touch(&self, id: &str) {
         self.touched.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), Instant::now());
-        self.answered.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
     }
 
     /// `id` is gone: forgets what was kept of it.
@@ -108,33 +102,7 @@ impl<T: Clone + serde::Serialize, D: Clone> Listing<T, D> {
         if touched.is_some_and(|at| at >= began) {
             return Ok(None);
         }
-        let entry = items.get(id).cloned();
-        if let Some(entry) = &entry {
-            self.answered.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), digest(entry));
-        }
-        Ok(entry)
-    }
-
-    /// Whether `id`'s entry in a listing begun at most `max_age` before this call (taken as
-    /// [`entry`](Self::entry) takes one) is the one the last `entry` for it answered with: `false` when
-    /// it differs or is gone, when `id` was touched since that answer (written, or read on its own), or
-    /// when no `entry` answered for it yet. A drift check that gets `true` would observe what the last
-    /// one did.
-    pub async fn unchanged<F, Fut>(&self, id: &str, max_age: Duration, list: F) -> Result<bool>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<(String, T)>>>,
-    {
-        if max_age.is_zero() {
-            return Ok(false);
-        }
-        let (began, items) = self.begun_after(Instant::now().checked_sub(max_age), list).await?;
-        let touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner).get(id).copied();
-        if touched.is_some_and(|at| at >= began) {
-            return Ok(false);
-        }
-        let answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner).get(id).copied();
-        Ok(answered.is_some_and(|answered| items.get(id).is_some_and(|entry| digest(entry) == answered)))
+        Ok(items.get(id).cloned())
     }
 
     /// The objects that `carry` the ownership `marker`, as of a listing begun after `not_before` and after
@@ -181,8 +149,8 @@ impl<T: Clone + serde::Serialize, D: Clone> Listing<T, D> {
     /// Marks an attempt for `marker` when dropped: after the create's answer, its failure, or its
     /// cancellation (a reconcile past its time bound), whichever comes.
     pub fn attempting<'a>(&'a self, marker: &'a str) -> impl Drop + 'a {
-        struct Attempt<'a, T: Clone + serde::Serialize, D: Clone>(&'a Listing<T, D>, &'a str);
-        impl<T: Clone + serde::Serialize, D: Clone> Drop for Attempt<'_, T, D> {
+        struct Attempt<'a, T: Clone, D: Clone>(&'a Listing<T, D>, &'a str);
+        impl<T: Clone, D: Clone> Drop for Attempt<'_, T, D> {
             fn drop(&mut self) {
                 self.0.attempted(self.1);
             }
@@ -210,7 +178,6 @@ impl<T: Clone + serde::Serialize, D: Clone> Listing<T, D> {
         let items: HashMap<String, T> = list().await?.into_iter().collect();
         self.touched.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, at| *at >= began);
         self.details.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| items.contains_key(id));
-        self.answered.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| items.contains_key(id));
         self.attempts.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, at| *at >= began);
         let items = Arc::new(items);
         *last = Some(Snapshot { began, items: items.clone() });
@@ -328,33 +295,6 @@ mod tests {
         // A drift check's age is counted from now, whatever searches did.
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(listing.entry("a", Duration::from_secs(2), || lister(&calls, 7)).await.unwrap(), Some(7));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_entry_is_unchanged_while_a_younger_listing_shows_what_the_last_answer_did() {
-        let listing: Listing<u32> = Listing::default();
-        let calls = AtomicUsize::new(0);
-        let age = Duration::from_secs(10);
-        assert!(!listing.unchanged("a", age, || lister(&calls, 1)).await.unwrap(), "nothing answered yet");
-        assert_eq!(listing.entry("a", age, || lister(&calls, 1)).await.unwrap(), Some(1));
-        assert!(listing.unchanged("a", age, || lister(&calls, 1)).await.unwrap(), "the same listing");
-        assert!(!listing.unchanged("a", Duration::ZERO, || lister(&calls, 1)).await.unwrap(), "not a drift check");
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(listing.unchanged("a", age, || lister(&calls, 1)).await.unwrap(), "listed again, same entry");
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(!listing.unchanged("a", age, || lister(&calls, 2)).await.unwrap(), "listed again, changed");
-        assert!(!listing.unchanged("a", age, || lister(&calls, 2)).await.unwrap(), "still not what was answered");
-        assert_eq!(listing.entry("a", age, || lister(&calls, 2)).await.unwrap(), Some(2));
-        assert!(listing.unchanged("a", age, || lister(&calls, 2)).await.unwrap(), "answered since");
-        listing.touch("a");
-        assert!(!listing.unchanged("a", age, || lister(&calls, 2)).await.unwrap(), "written since the answer");
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(!listing.unchanged("a", age, || lister(&calls, 2)).await.unwrap(), "a touch needs a new answer");
-        let gone = || async { Ok(vec![("b".to_string(), 2)]) };
-        assert_eq!(listing.entry("a", age, || lister(&calls, 2)).await.unwrap(), Some(2));
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(!listing.unchanged("a", age, gone).await.unwrap(), "no longer listed");
     }
 
     #[test]

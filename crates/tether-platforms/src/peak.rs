@@ -189,13 +189,6 @@ impl Client {
         self.listing.entry(id, max_age, list).await
     }
 
-    /// Whether webapp `id`, as listed at most `max_age` ago, is as the last [`listed`](Self::listed) for it
-    /// answered (see [`Listing::unchanged`]).
-    pub async fn unchanged(&self, id: &str, max_age: Duration) -> Result<bool> {
-        let list = || async { Ok(self.list_all(&[], None).await?.into_iter().map(|w| (w.id.clone(), w)).collect()) };
-        self.listing.unchanged(id, max_age, list).await
-    }
-
     /// `POST`: starts creating a webapp; returns its id.
     pub async fn create(&self, fields: &WebappFields) -> Result<String> {
         let call = Call::new(Method::POST, "/webapps/api/v1/webapps/", WEBAPPS).json(fields)?;

@@ -189,15 +189,6 @@ impl Client {
         }
     }
 
-    /// Whether service `name` of `project`, as listed at most `max_age` ago, is as the last
-    /// [`services_listed`](Self::services_listed) for it answered (see [`Listing::unchanged`]).
-    pub async fn services_unchanged(&self, project: &str, name: &str, max_age: Duration) -> Result<bool> {
-        let list = || async {
-            Ok(self.services_list(project, None, None).await?.into_iter().map(|s| (s.name.clone(), s)).collect())
-        };
-        self.listing(project).unchanged(name, max_age, list).await
-    }
-
     /// `POST /projects/{p}/services`. Not retried on 5xx (a retry could race a create that went through);
     /// a caller that lost the answer finds the service by name.
     pub async fn services_create(&self, project: &str, fields: &ServiceFields) -> Result<Service> {
@@ -207,7 +198,7 @@ impl Client {
             format!("projects/{}/services", project_seg(project)?),
         );
         let created = self.http.json(call.json(fields)?).await;
-        self.listing(project).touch(fields.name.as_deref().unwrap_or_default());
+        self.wrote(project, fields.name.as_deref().unwrap_or_default(), &created);
         created
     }
 
@@ -215,8 +206,20 @@ impl Client {
     pub async fn services_update(&self, project: &str, name: &str, fields: &ServiceFields) -> Result<Service> {
         let updated =
             self.http.json(Call::new(Method::PATCH, SERVICE, service_path(project, name)?).json(fields)?).await;
-        self.listing(project).touch(name);
+        self.wrote(project, name, &updated);
         updated
+    }
+
+    /// After a write of service `name`: the listing does not answer for it until a newer one, and the
+    /// service in the write's answer (the full form) serves as its detail while its update time holds.
+    fn wrote(&self, project: &str, name: &str, answer: &Result<Service>) {
+        let listing = self.listing(project);
+        listing.touch(name);
+        if let Ok(service) = answer
+            && let Some(marker) = marker(service)
+        {
+            listing.keep_detail(name, marker, service.clone());
+        }
     }
 
     /// `DELETE /projects/{p}/services/{name}` (synchronous: gone on success).

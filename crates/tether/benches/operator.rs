@@ -117,6 +117,8 @@ struct Counts {
     reconciles: BTreeMap<String, u64>,
     /// Drift checks the operator answered by a probe alone (`tether_drift_checks_total{result="unchanged"}`).
     probed: BTreeMap<String, u64>,
+    /// Platform calls by simulator route (`GET /webapps/...`), to tell where a phase's calls go.
+    routes: BTreeMap<String, u64>,
 }
 
 impl std::ops::Sub for Counts {
@@ -140,6 +142,12 @@ impl std::ops::Sub for Counts {
                 .reconciles
                 .iter()
                 .map(|(k, v)| (k.clone(), v.saturating_sub(o.reconciles.get(k).copied().unwrap_or(0))))
+                .collect(),
+            routes: self
+                .routes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(o.routes.get(k).copied().unwrap_or(0))))
+                .filter(|(_, v)| *v > 0)
                 .collect(),
             probed: self
                 .probed
@@ -301,6 +309,8 @@ async fn run(options: Options) {
             "platform_writes_per_resource": per(c.platform_writes),
             "api_writes_per_resource": per(c.api_writes.saturating_sub(bench_writes)),
             "reconciles_per_resource": per(c.reconciles.values().sum()),
+            "platform_calls_per_resource_by_route":
+                c.routes.iter().map(|(k, v)| (k.clone(), json!(per(*v)))).collect::<serde_json::Map<String, Value>>(),
             "operator_cpu_seconds": c.operator_cpu,
             "control_plane_cpu_seconds": c.plane_cpu,
         })
@@ -570,6 +580,7 @@ async fn counts(
         let counters: BTreeMap<String, u64> =
             reqwest::get(format!("{origin}/_sim/counters")).await.expect("counters").json().await.expect("JSON");
         for (route, count) in counters {
+            *counts.routes.entry(route.clone()).or_default() += count;
             if route.starts_with("GET ") {
                 counts.platform_reads += count;
             } else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tether_platforms::listing::digest;
 
 use serde_json::{Value, json};
 use tether_api::apolo::ApoloAppObservation;
@@ -114,11 +115,15 @@ struct Listed {
     /// The client of the app's scope.
     client: Client,
     id: String,
+    /// The [`digest`] of the app as the observe read it.
+    read: u64,
 }
 
 impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, _: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
-        Box::pin(self.client.unchanged(&self.id, max_age))
+        Box::pin(
+            async move { Ok(self.client.listed(&self.id, max_age).await?.is_some_and(|a| digest(&a) == self.read)) },
+        )
     }
 }
 
@@ -211,7 +216,7 @@ impl Adapter for Apolo {
         let kept = marker.as_ref().and_then(|marker| client.derived(&app.id, marker)?.downcast::<Details>().ok());
         if marker.is_some() {
             // The details are kept by the entry's update time: the entry alone tells a change.
-            cr.probe(Listed { client: client.clone(), id: app.id.clone() });
+            cr.probe(Listed { client: client.clone(), id: app.id.clone(), read: digest(&app) });
         }
         let details = match kept {
             Some(details) => details,

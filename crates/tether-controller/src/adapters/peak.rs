@@ -17,6 +17,7 @@ use serde_json::Value;
 use tether_api::peak::PeakWebappObservation;
 use tether_api::{PeakWebapp, Platform};
 use tether_platforms::Error as PlatformError;
+use tether_platforms::listing::digest;
 use tether_platforms::peak::{Client, ImageDetails, Resources, Webapp, WebappFields};
 
 use super::{Owner, conflict, foreign, may_observe};
@@ -132,11 +133,15 @@ async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<We
 }
 
 /// A drift check reads the webapp's entry in the account's listing (entries are whole webapps).
-struct Listed(String);
+struct Listed {
+    id: String,
+    /// The [`digest`] of the webapp as the observe read it.
+    read: u64,
+}
 
 impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
-        Box::pin(client.unchanged(&self.0, max_age))
+        Box::pin(async move { Ok(client.listed(&self.id, max_age).await?.is_some_and(|w| digest(&w) == self.read)) })
     }
 }
 
@@ -163,7 +168,7 @@ impl Adapter for Peak {
             return Ok(Observation::Absent);
         }
         cr.remember(remote.clone());
-        cr.probe(Listed(remote.id.clone()));
+        cr.probe(Listed { id: remote.id.clone(), read: digest(&remote) });
         let settled = !matches!(remote.status.as_str(), "CREATING" | "DEPLOYING" | "DELETING");
         let up_to_date = !settled || changes(cr, &remote) == WebappFields::default();
         let ready = match remote.status.as_str() {

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use tether_api::ubiops::UbiServiceObservation;
 use tether_api::{Platform, UbiService};
 use tether_platforms::Error as PlatformError;
+use tether_platforms::listing::digest;
 use tether_platforms::ubiops::{Client, Service, ServiceFields};
 
 use super::{Owner, conflict, foreign, may_observe, spec_fields};
@@ -127,13 +128,17 @@ fn refuse_foreign(cr: &UbiService, remote: &Service) -> Result<(), PlatformError
 struct Listed {
     project: String,
     name: String,
+    /// The [`digest`] of the service as the observe read it (its full form: the listing keeps it by the
+    /// entry's update time).
+    read: u64,
     status: tether_platforms::ubiops::ServiceStatus,
 }
 
 impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
         Box::pin(async move {
-            Ok(client.services_unchanged(&self.project, &self.name, max_age).await?
+            let listed = client.services_listed(&self.project, &self.name, max_age).await?;
+            Ok(listed.is_some_and(|s| digest(&s) == self.read)
                 && client.services_status(&self.project, &self.name).await? == self.status)
         })
     }
@@ -246,7 +251,7 @@ impl Adapter for UbiOps {
             // Readiness is not in the listing: a drift check reads the status too (not the deployment
             // version's, read only while not ready).
             let (project, name) = (spec.project.clone(), spec.name.clone());
-            cr.probe(Listed { project, name, status: status.clone() });
+            cr.probe(Listed { project, name, read: digest(&remote), status: status.clone() });
         }
         let ready = match &status {
             Some(status) if status.ready => Readiness::Ready,

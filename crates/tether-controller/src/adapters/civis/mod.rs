@@ -21,6 +21,7 @@ use tether_api::civis::{CivisDeletionPolicy, CivisServiceObservation};
 use tether_api::{CivisService, ConnectionRef, ManagedStatus, ManagementPolicy, Platform, SecretKeySelector};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::civis::{Client, ListOptions, Service};
+use tether_platforms::listing::digest;
 
 use crate::adapter::{
     Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Probe, Readiness, Request, adopted,
@@ -168,12 +169,17 @@ fn start_wanted(cr: &CivisService, service: &Service) -> bool {
     cr.spec.deployed && !running(service) && !(ended && cr.spec_applied())
 }
 
-/// A drift check reads the service's summary in the account's listing.
-struct Listed(i64);
+/// A drift check reads the service as the account's listing shows it (its summary, with the full form
+/// kept by the summary's update time and current deployment).
+struct Listed {
+    id: i64,
+    /// The [`digest`] of the service as the observe read it.
+    read: u64,
+}
 
 impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
-        Box::pin(client.unchanged(self.0, max_age))
+        Box::pin(async move { Ok(client.listed(self.id, max_age).await?.is_some_and(|s| digest(&s) == self.read)) })
     }
 }
 
@@ -287,7 +293,7 @@ impl Adapter for Civis {
         if !reads_access && cr.adopt_id().is_none() {
             // Shares, projects and tokens show no update time: only a resource that declares none is
             // told apart by its listing entry alone.
-            cr.probe(Listed(service.id));
+            cr.probe(Listed { id: service.id, read: digest(&service) });
         }
         cr.remember((service, access));
         Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
