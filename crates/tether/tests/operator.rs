@@ -88,8 +88,10 @@ async fn every_example_becomes_ready_once_even_across_a_kill_9() {
     // A refused call is counted as a reconcile error and as a platform error of its class.
     let ubiops = sims.origin("ubiops");
     // The call every UbiService drift check makes on its own (the service itself comes from the listing).
+    // Twice: the drift check's probe meets the first refusal and wakes the reconcile, which meets the
+    // second and reports it.
     let fault = json!({"method": "GET", "route": "/v2.1/projects/{project_name}/services/{service_name}/status",
-                       "status": 401, "times": 1});
+                       "status": 401, "times": 2});
     http.post(format!("{ubiops}/_sim/faults")).json(&fault).send().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
