@@ -183,8 +183,9 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         crate::own_writes::Freshness::Stale => {
             // Its watch event is on the way (a spec, metadata or finalizer write reconciles it again; a
             // status write only updates the store): look again soon.
+            // An armed resource stays armed: the look after its own status write catches up finds it
+            // `Ours` and settled.
             tracing::debug!(parent: &span, "the cache has not caught up with Tether's own write yet");
-            ctx.drift.disarm(&reference);
             return Ok(Action::requeue(ctx.config.converge_interval));
         }
         // The object is what Tether's last write made (the watch event of its own finalizer write, say),
@@ -394,8 +395,28 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
     if let (Observation::Present { outputs, .. }, Some(secret)) = (&observed, cr.outputs_secret()) {
         write_outputs(cr, ctx, secret, outputs.clone()).await?;
     }
+    // Settled, with a probe from the last observe: the drift checks run the probe, and this reconcile only
+    // if it sees a change (see `crate::drift`).
+    let then = |next: Pace| match (next, cr.take_probe::<A::Client>()) {
+        (Pace::Settled, Some(probe)) => {
+            let outputs = cr.outputs_secret().map(|name| {
+                let stored = cr.outputs_secret.lock().unwrap_or_else(|p| p.into_inner());
+                let version = stored.as_ref().and_then(|s| s.metadata.resource_version.clone());
+                (cr.namespace().unwrap_or_default(), name.to_string(), version)
+            });
+            let period = poll_interval(&**cr, &ctx.config);
+            ctx.drift.arm(
+                ObjectRef::from_obj(&**cr),
+                crate::drift::Arming { probe, client: client.clone(), period, outputs },
+            );
+            None
+        }
+        _ => pace(next),
+    };
     Ok(match plan::after_observe(&**cr, observed) {
         Next::Create => {
+            // What the observe before a write said to probe is moot: the observe after it says anew.
+            drop(cr.take_probe::<A::Client>());
             let id = A::create(&client, cr).await.map_err(Error::platform("create"));
             publish_outputs(cr, ctx).await?;
             let id = id?;
@@ -404,12 +425,13 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             if let Some(Next::Report { outcome, external_id, at_provider, pace: next }) =
                 settled_at_once::<A>(&client, cr, ctx).await?
             {
-                return Ok(Step::Report(outcome, external_id.or(Some(id)), at_provider, pace(next)));
+                return Ok(Step::Report(outcome, external_id.or(Some(id)), at_provider, then(next)));
             }
             let (outcome, next) = plan::created();
             Step::Report(outcome, Some(id), None, pace(next))
         }
         Next::Update { external_id, at_provider } => {
+            drop(cr.take_probe::<A::Client>());
             let updated = A::update(&client, cr, &external_id).await.map_err(Error::platform("update"));
             publish_outputs(cr, ctx).await?;
             updated?;
@@ -418,29 +440,13 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             if let Some(Next::Report { outcome, external_id: observed, at_provider, pace: next }) =
                 settled_at_once::<A>(&client, cr, ctx).await?
             {
-                return Ok(Step::Report(outcome, observed.or(Some(external_id)), at_provider, pace(next)));
+                return Ok(Step::Report(outcome, observed.or(Some(external_id)), at_provider, then(next)));
             }
             let (outcome, next) = plan::updated();
             Step::Report(outcome, Some(external_id), Some(at_provider), pace(next))
         }
         Next::Report { outcome, external_id, at_provider, pace: next } => {
-            // Settled, with a probe: the drift checks run the probe, and this reconcile only if it sees a
-            // change (see `crate::drift`).
-            let requeue = match (next, cr.take_probe::<A::Client>()) {
-                (Pace::Settled, Some(probe)) => {
-                    let outputs = cr.outputs_secret().map(|name| {
-                        let stored = cr.outputs_secret.lock().unwrap_or_else(|p| p.into_inner());
-                        let version = stored.as_ref().and_then(|s| s.metadata.resource_version.clone());
-                        (cr.namespace().unwrap_or_default(), name.to_string(), version)
-                    });
-                    let period = poll_interval(&**cr, &ctx.config);
-                    let arming = crate::drift::Arming { probe, client: client.clone(), period, outputs };
-                    ctx.drift.arm(ObjectRef::from_obj(&**cr), arming);
-                    None
-                }
-                _ => pace(next),
-            };
-            Step::Report(outcome, external_id, at_provider, requeue)
+            Step::Report(outcome, external_id, at_provider, then(next))
         }
         Next::Refuse(why) => return Err(Error::InvalidSpec(why)),
     })

@@ -309,6 +309,7 @@ async fn run(options: Options) {
             "platform_writes_per_resource": per(c.platform_writes),
             "api_writes_per_resource": per(c.api_writes.saturating_sub(bench_writes)),
             "reconciles_per_resource": per(c.reconciles.values().sum()),
+            "reconciles_by_kind": c.reconciles.iter().filter(|(_, v)| **v > 0).map(|(k, v)| (k.clone(), json!(*v))).collect::<serde_json::Map<String, Value>>(),
             "platform_calls_per_resource_by_route":
                 c.routes.iter().map(|(k, v)| (k.clone(), json!(per(*v)))).collect::<serde_json::Map<String, Value>>(),
             "operator_cpu_seconds": c.operator_cpu,
