@@ -30,9 +30,16 @@ unit: image ## Rust unit and integration tests (builds the control plane, helm a
 	  TETHER_GITOPS_JUDGE="$$(tools/gitops-judge/build.sh)" TETHER_IMAGE_ARCHIVE="$(IMAGE_ARCHIVE)" \
 	  $(CARGO) test --workspace --all-targets --locked 2>&1 | tee target/test-unit.log
 
+# How `make conformance` gets target/debug/tether. Inside `make test` the Rust tests' build (`unit`) has made
+# it already, and `cargo build -p tether` would compile it again: without the workspace's dev-dependencies
+# tokio lacks test-util, so tokio, hyper, kube, reqwest, axum and the tether crates are built a second time
+# (about 30 crates, minutes on a cold 2-core CI). There the tests' own build is checked instead (a no-op).
+CONFORMANCE_BUILD ?= $(CARGO) build -p tether --locked
+test: CONFORMANCE_BUILD = $(CARGO) test --workspace --all-targets --locked --no-run
+
 conformance: ## The vendors' Python SDKs against `tether sim` (installs them into a cached virtualenv)
 	@mkdir -p target
-	$(CARGO) build -p tether --locked
+	$(CONFORMANCE_BUILD)
 	for req in tests/conformance/requirements/*.txt; do \
 	  platform=$$(basename "$$req" .txt); \
 	  "$$(tests/conformance/setup.sh "$$platform")" -m pytest -p no:cacheprovider "tests/conformance/test_$$platform.py" || exit 1; \

@@ -167,6 +167,54 @@ pub fn spawn_controller_with<A: tether_controller::adapter::Adapter>(
     tokio::spawn(async move { tether_controller::run::<A>(client, Some(&ns), config, std::future::pending()).await })
 }
 
+/// One case of [`concurrently`]: its name and what makes its future (made on the case's own thread).
+pub type Case = (&'static str, Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>);
+
+/// A [`Case`] named `name` running the future `make` returns.
+pub fn case<F, M>(name: &'static str, make: M) -> Case
+where
+    F: std::future::Future<Output = ()> + 'static,
+    M: FnOnce() -> F + Send + 'static,
+{
+    (name, Box::new(move || Box::pin(make())))
+}
+
+/// Runs every case at once, each on a thread of its own with its own current-thread tokio runtime (what
+/// `#[tokio::test]` gives a test), then panics with each failed case's name and message. The cases of one
+/// test mostly wait on the API server and the simulators, so they need not queue behind libtest's one
+/// test per core.
+pub fn concurrently(cases: Vec<Case>) {
+    let running: Vec<_> = cases
+        .into_iter()
+        .map(|(name, make)| {
+            let thread = std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("tokio runtime")
+                        .block_on(make())
+                })
+                .expect("a thread for the case");
+            (name, thread)
+        })
+        .collect();
+    let failed: Vec<String> = running
+        .into_iter()
+        .filter_map(|(name, thread)| {
+            let panic = thread.join().err()?;
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            Some(format!("{name}: {message}"))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{} case(s) failed:\n{}", failed.len(), failed.join("\n"));
+}
+
 /// The credentials each simulator accepts, as a Connection's Secret holds them (`tether sim` seeds these).
 pub fn sim_credentials(platform: &str) -> &'static [(&'static str, &'static str)] {
     match platform {

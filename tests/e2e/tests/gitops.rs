@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use tether_controller::adapter::Adapter;
 use tether_controller::adapters::{apolo::Apolo, civis::Civis, iguazio::Iguazio, peak::Peak, ubiops::UbiOps};
 use tether_e2e::judge::{self, Verdict};
-use tether_e2e::{api_for, connect_with, create, manifests, merged, sim_credentials, spawn_controller, test_config};
+use tether_e2e::{
+    api_for, case, connect_with, create, manifests, merged, sim_credentials, spawn_controller, test_config,
+};
 use tether_sim::{SimOptions, spawn};
 use tether_testenv::{TestNamespace, control_plane, repo_root};
 
@@ -237,75 +239,68 @@ async fn verdicts_tell_the_truth<A: Adapter>(kind: Kind) {
     controller.abort();
 }
 
-#[tokio::test]
-async fn appservice_verdicts_tell_the_truth() {
-    verdicts_tell_the_truth::<Iguazio>(Kind {
-        platform: "iguazio",
-        example: "appservice.yaml",
-        edit: |n| json!({"description": format!("edit {n}")}),
-        missing_id: "no-such-service",
-        second: json!({"name": "second-notebook"}),
-        delete_methods: &["PUT"],
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn civisservice_verdicts_tell_the_truth() {
-    verdicts_tell_the_truth::<Civis>(Kind {
-        platform: "civis",
-        example: "civisservice.yaml",
-        edit: |n| json!({"description": format!("edit {n}")}),
-        missing_id: "987654321",
-        second: json!({"name": "Second dashboard", "writeOutputsTo": "second-dashboard-outputs"}),
-        delete_methods: &["PUT", "DELETE"],
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn apoloapp_verdicts_tell_the_truth() {
-    verdicts_tell_the_truth::<Apolo>(Kind {
-        platform: "apolo",
-        example: "apoloapp.yaml",
-        edit: |n| json!({"input": {"storage_gb": 20 + n}}),
-        missing_id: "no-such-app",
-        second: json!({"displayName": "Second store", "writeOutputsTo": null}),
-        delete_methods: &["DELETE"],
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn ubiservice_verdicts_tell_the_truth() {
-    verdicts_tell_the_truth::<UbiOps>(Kind {
-        platform: "ubiops",
-        example: "ubiservice.yaml",
-        edit: |n| json!({"description": format!("edit {n}")}),
-        missing_id: "no-such-service",
-        second: json!({"name": "second-api", "writeOutputsTo": null}),
-        delete_methods: &["DELETE"],
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn peakwebapp_verdicts_tell_the_truth() {
-    verdicts_tell_the_truth::<Peak>(Kind {
-        platform: "peak",
-        example: "peakwebapp.yaml",
-        edit: |n| json!({"title": format!("edit {n}")}),
-        missing_id: "no-such-webapp",
-        second: json!({"name": "second-explorer"}),
-        delete_methods: &["DELETE"],
-    })
-    .await;
+/// Every kind through the verdict table, the five at once (each on its own thread and runtime, as
+/// separate tests would be, without queueing behind libtest's one test per core: they mostly wait).
+#[test]
+fn every_kind_verdicts_tell_the_truth() {
+    tether_e2e::concurrently(vec![
+        case("appservice", || {
+            verdicts_tell_the_truth::<Iguazio>(Kind {
+                platform: "iguazio",
+                example: "appservice.yaml",
+                edit: |n| json!({"description": format!("edit {n}")}),
+                missing_id: "no-such-service",
+                second: json!({"name": "second-notebook"}),
+                delete_methods: &["PUT"],
+            })
+        }),
+        case("civisservice", || {
+            verdicts_tell_the_truth::<Civis>(Kind {
+                platform: "civis",
+                example: "civisservice.yaml",
+                edit: |n| json!({"description": format!("edit {n}")}),
+                missing_id: "987654321",
+                second: json!({"name": "Second dashboard", "writeOutputsTo": "second-dashboard-outputs"}),
+                delete_methods: &["PUT", "DELETE"],
+            })
+        }),
+        case("apoloapp", || {
+            verdicts_tell_the_truth::<Apolo>(Kind {
+                platform: "apolo",
+                example: "apoloapp.yaml",
+                edit: |n| json!({"input": {"storage_gb": 20 + n}}),
+                missing_id: "no-such-app",
+                second: json!({"displayName": "Second store", "writeOutputsTo": null}),
+                delete_methods: &["DELETE"],
+            })
+        }),
+        case("ubiservice", || {
+            verdicts_tell_the_truth::<UbiOps>(Kind {
+                platform: "ubiops",
+                example: "ubiservice.yaml",
+                edit: |n| json!({"description": format!("edit {n}")}),
+                missing_id: "no-such-service",
+                second: json!({"name": "second-api", "writeOutputsTo": null}),
+                delete_methods: &["DELETE"],
+            })
+        }),
+        case("peakwebapp", || {
+            verdicts_tell_the_truth::<Peak>(Kind {
+                platform: "peak",
+                example: "peakwebapp.yaml",
+                edit: |n| json!({"title": format!("edit {n}")}),
+                missing_id: "no-such-webapp",
+                second: json!({"name": "second-explorer"}),
+                delete_methods: &["DELETE"],
+            })
+        }),
+    ]);
 }
 
 /// Needs a human, per platform: a spec naming what the platform lacks is refused as InvalidSpec and
 /// stalls (kstatus Failed, Argo CD Degraded), instead of being retried forever as Unavailable.
-#[tokio::test]
-async fn a_spec_naming_what_the_platform_lacks_stalls() {
+#[test]
+fn a_spec_naming_what_the_platform_lacks_stalls() {
     async fn stalls<A: Adapter>(platform: &'static str, example: &str, wrong: Value) {
         let ns = TestNamespace::new(&format!("gitops-lacks-{platform}")).await;
         let sim = spawn(platform, "127.0.0.1:0".parse().unwrap(), SimOptions { delay: Duration::ZERO }).await.unwrap();
@@ -326,18 +321,32 @@ async fn a_spec_naming_what_the_platform_lacks_stalls() {
         let stalled = obj.data["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Stalled");
         assert_eq!(stalled.unwrap()["reason"], "InvalidSpec", "{platform}: {}", obj.data["status"]);
     }
-    stalls::<Apolo>("apolo", "apoloapp.yaml", json!({"templateVersion": "v9.9.9"})).await;
-    stalls::<Apolo>("apolo", "apoloapp.yaml", json!({"templateName": "no-such-template"})).await;
-    stalls::<UbiOps>("ubiops", "ubiservice.yaml", json!({"deployment": "no-such-deployment"})).await;
-    stalls::<UbiOps>("ubiops", "ubiservice.yaml", json!({"version": "v99"})).await;
-    stalls::<Peak>("peak", "peakwebapp.yaml", json!({"imageDetails": {"imageId": 424242}})).await;
-    stalls::<Peak>("peak", "peakwebapp.yaml", json!({"imageDetails": {"versionId": 424242}})).await;
-    stalls::<Civis>(
-        "civis",
-        "civisservice.yaml",
-        json!({"environmentVariablesFrom": [{"name": "MISSING", "secretKeyRef": {"name": "no-such-secret", "key": "k"}}]}),
-    )
-    .await;
+    // The cases at once, each on its own thread and runtime (they mostly wait for the judges' verdict).
+    tether_e2e::concurrently(vec![
+        case("apolo templateVersion", || {
+            stalls::<Apolo>("apolo", "apoloapp.yaml", json!({"templateVersion": "v9.9.9"}))
+        }),
+        case("apolo templateName", || {
+            stalls::<Apolo>("apolo", "apoloapp.yaml", json!({"templateName": "no-such-template"}))
+        }),
+        case("ubiops deployment", || {
+            stalls::<UbiOps>("ubiops", "ubiservice.yaml", json!({"deployment": "no-such-deployment"}))
+        }),
+        case("ubiops version", || stalls::<UbiOps>("ubiops", "ubiservice.yaml", json!({"version": "v99"}))),
+        case("peak imageId", || {
+            stalls::<Peak>("peak", "peakwebapp.yaml", json!({"imageDetails": {"imageId": 424242}}))
+        }),
+        case("peak versionId", || {
+            stalls::<Peak>("peak", "peakwebapp.yaml", json!({"imageDetails": {"versionId": 424242}}))
+        }),
+        case("civis environmentVariablesFrom", || {
+            stalls::<Civis>(
+                "civis",
+                "civisservice.yaml",
+                json!({"environmentVariablesFrom": [{"name": "MISSING", "secretKeyRef": {"name": "no-such-secret", "key": "k"}}]}),
+            )
+        }),
+    ]);
 }
 
 /// Connections and ClusterConnections: unchecked, then wrong credentials, then right.
