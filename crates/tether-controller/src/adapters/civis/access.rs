@@ -62,7 +62,45 @@ pub struct AccessPlan {
     revoke: Vec<i64>,
     /// Token name → id of the tokens Tether keeps (declared, or declared before and not yet revoked).
     pub token_ids: BTreeMap<String, i64>,
+    /// What the plan read, and a digest of the answers, for a drift check to read again ([`Reads::read`]).
+    pub reads: Reads,
 }
+
+/// Which of shares, projects and tokens a plan read, and a digest of what it read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    shares: bool,
+    projects: bool,
+    tokens: bool,
+    /// The digest of the answers (as [`Reads::read`] makes it).
+    pub digest: u64,
+}
+
+impl Reads {
+    /// Which of shares, projects and tokens `cr` needs read.
+    fn of(cr: &Request<'_, CivisService>) -> Self {
+        let recorded = cr.status.as_ref().and_then(|s| s.at_provider.as_ref()?.token_ids.as_ref());
+        Self {
+            shares: cr.spec.shares.is_some(),
+            projects: cr.spec.projects.is_some(),
+            tokens: !cr.spec.tokens.is_empty() || recorded.is_some_and(|t| !t.is_empty()),
+            digest: 0,
+        }
+    }
+
+    /// Reads the same of service `id` again; the answers, and these reads with their digest.
+    pub async fn read(self, client: &Client, id: i64) -> Result<(Answers, Self), PlatformError> {
+        let shares = if self.shares { Some(client.shares(id).await?) } else { None };
+        let projects = if self.projects { Some(client.projects(id).await?) } else { None };
+        let tokens = if self.tokens { Some(client.tokens(id).await?) } else { None };
+        let answers = (shares, projects, tokens);
+        let digest = tether_platforms::listing::digest(&answers);
+        Ok((answers, Self { digest, ..self }))
+    }
+}
+
+/// What [`Reads::read`] read: the share index, the project ids, the tokens.
+pub type Answers = (Option<Map<String, Value>>, Option<Vec<i64>>, Option<Vec<tether_platforms::civis::Token>>);
 
 impl AccessPlan {
     /// Whether access already matches.
@@ -84,10 +122,11 @@ pub async fn plan(
     cr: &Request<'_, CivisService>,
 ) -> Result<AccessPlan, PlatformError> {
     let spec = &cr.spec;
-    let mut plan = AccessPlan::default();
-    if let Some(shares) = &spec.shares {
+    let ((shares_read, projects_read, tokens_read), reads) = Reads::of(cr).read(client, id).await?;
+    let mut plan = AccessPlan { reads, ..Default::default() };
+    if let (Some(shares), Some(index)) = (&spec.shares, &shares_read) {
         let want = declared_shares(shares);
-        let have = current_shares(&client.shares(id).await?, creator);
+        let have = current_shares(index, creator);
         for (principal, level) in &want {
             if have.get(principal) != Some(level) {
                 plan.share.entry((principal.0, *level)).or_default().push(principal.1);
@@ -95,15 +134,15 @@ pub async fn plan(
         }
         plan.unshare = have.keys().filter(|p| !want.contains_key(p)).copied().collect();
     }
-    if let Some(projects) = &spec.projects {
+    if let (Some(projects), Some(current)) = (&spec.projects, projects_read) {
         let want: BTreeSet<i64> = projects.iter().copied().collect();
-        let have: BTreeSet<i64> = client.projects(id).await?.into_iter().collect();
+        let have: BTreeSet<i64> = current.into_iter().collect();
         plan.join = want.difference(&have).copied().collect();
         plan.leave = have.difference(&want).copied().collect();
     }
     let recorded = cr.status.as_ref().and_then(|s| s.at_provider.as_ref()?.token_ids.clone()).unwrap_or_default();
-    if !spec.tokens.is_empty() || !recorded.is_empty() {
-        let live: BTreeMap<String, i64> = client.tokens(id).await?.into_iter().map(|t| (t.name, t.id)).collect();
+    if let Some(tokens) = tokens_read {
+        let live: BTreeMap<String, i64> = tokens.into_iter().map(|t| (t.name, t.id)).collect();
         for token in &spec.tokens {
             match live.get(&token.name) {
                 Some(&token_id) if cr.outputs.contains_key(&token_key(&token.name)) => {

@@ -175,11 +175,16 @@ struct Listed {
     id: i64,
     /// The [`digest`] of the service as the observe read it.
     read: u64,
+    /// The shares, projects and tokens the observe read, with their digest.
+    access: access::Reads,
 }
 
 impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
-        Box::pin(async move { Ok(client.listed(self.id, max_age).await?.is_some_and(|s| digest(&s) == self.read)) })
+        Box::pin(async move {
+            Ok(client.listed(self.id, max_age).await?.is_some_and(|s| digest(&s) == self.read)
+                && self.access.read(client, self.id).await?.1 == self.access)
+        })
     }
 }
 
@@ -285,15 +290,9 @@ impl Adapter for Civis {
         };
         let outputs = service.current_url.iter().map(|url| ("url".to_string(), url.clone())).collect();
         let external_id = service.id.to_string();
-        let recorded_tokens = cr.status.as_ref().and_then(|s| s.at_provider.as_ref()?.token_ids.as_ref());
-        let reads_access = cr.spec.shares.is_some()
-            || cr.spec.projects.is_some()
-            || !cr.spec.tokens.is_empty()
-            || recorded_tokens.is_some_and(|t| !t.is_empty());
-        if !reads_access && cr.adopt_id().is_none() {
-            // Shares, projects and tokens show no update time: only a resource that declares none is
-            // told apart by its listing entry alone.
-            cr.probe(Listed { id: service.id, read: digest(&service) });
+        if cr.adopt_id().is_none() {
+            // Shares, projects and tokens show no update time: those the spec manages are read again.
+            cr.probe(Listed { id: service.id, read: digest(&service), access: access.reads });
         }
         cr.remember((service, access));
         Ok(Observation::Present { external_id, up_to_date, ready, at_provider, outputs })
