@@ -234,6 +234,9 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
             Ok(requeue.map_or_else(Action::await_change, Action::requeue))
         }
         Err(error) => {
+            // A step that armed the drift checks and then failed (its status write, say) is retried in
+            // full: an armed resource's next look could otherwise skip it as Tether's own write.
+            ctx.drift.disarm(&reference);
             Box::pin(report_failure::<A>(&cr, &ctx, &error)).await;
             let retry = retry_delay::<A>(&cr, &error, &ctx);
             ctx.memory.update(&reference, |entry| entry.retry = Some(retry));

@@ -130,32 +130,22 @@ impl std::ops::Sub for Counts {
             api_reads: self.api_reads.saturating_sub(o.api_reads),
             api_writes: self.api_writes.saturating_sub(o.api_writes),
             lease_calls: self.lease_calls.saturating_sub(o.lease_calls),
-            reads: self
-                .reads
-                .iter()
-                .map(|(k, v)| (k.clone(), v.saturating_sub(o.reads.get(k).copied().unwrap_or(0))))
-                .filter(|(_, v)| *v > 0)
-                .collect(),
+            reads: less(&self.reads, &o.reads).filter(|(_, v)| *v > 0).collect(),
             operator_cpu: self.operator_cpu - o.operator_cpu,
             plane_cpu: self.plane_cpu - o.plane_cpu,
-            reconciles: self
-                .reconciles
-                .iter()
-                .map(|(k, v)| (k.clone(), v.saturating_sub(o.reconciles.get(k).copied().unwrap_or(0))))
-                .collect(),
-            routes: self
-                .routes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.saturating_sub(o.routes.get(k).copied().unwrap_or(0))))
-                .filter(|(_, v)| *v > 0)
-                .collect(),
-            probed: self
-                .probed
-                .iter()
-                .map(|(k, v)| (k.clone(), v.saturating_sub(o.probed.get(k).copied().unwrap_or(0))))
-                .collect(),
+            reconciles: less(&self.reconciles, &o.reconciles).collect(),
+            routes: less(&self.routes, &o.routes).filter(|(_, v)| *v > 0).collect(),
+            probed: less(&self.probed, &o.probed).collect(),
         }
     }
+}
+
+/// Each count of `later` less the same key's count in `earlier`.
+fn less<'a>(
+    later: &'a BTreeMap<String, u64>,
+    earlier: &'a BTreeMap<String, u64>,
+) -> impl Iterator<Item = (String, u64)> + 'a {
+    later.iter().map(|(k, v)| (k.clone(), v.saturating_sub(earlier.get(k).copied().unwrap_or(0))))
 }
 
 async fn run(options: Options) {
