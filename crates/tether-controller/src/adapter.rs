@@ -59,6 +59,15 @@ pub trait ManagedResource:
         self.managed_status()
             .is_some_and(|s| generation.is_some() && crate::status::applied_generation(s) == generation)
     }
+    /// Whether the resource is being deleted and its status says the platform is deleting the remote
+    /// object (Tether asked it to, or saw it so): all a reconcile still has to learn is whether it is gone.
+    fn delete_requested(&self) -> bool {
+        use crate::status::{reasons, types};
+        self.meta().deletion_timestamp.is_some()
+            && self
+                .managed_status()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == types::READY && c.reason == reasons::DELETING))
+    }
 }
 
 pub use crate::annotations::EXTERNAL_ID;

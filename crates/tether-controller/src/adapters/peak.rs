@@ -116,6 +116,11 @@ async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<We
         }
         return Ok(Some(webapp));
     }
+    // Waiting for a delete: names are unique on Peak, so the one search by name says both whether the
+    // webapp is gone and whether another of ours (a create whose status write was lost) is left to delete.
+    if cr.delete_requested() {
+        return client.find_by_name(&cr.spec.name).await;
+    }
     if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()) {
         // A drift check reads the account's listing: list entries are whole webapps.
         if let Some(webapp) = client.listed(id, cr.shared_read_age).await?
@@ -283,6 +288,31 @@ mod tests {
         let unmarked = changes(&cr, &webapp("Forecasts [draft]"));
         assert_eq!(unmarked, WebappFields { description: Some(description(&cr)), ..Default::default() });
         assert_eq!(owner_mark(&webapp("Forecasts [draft]")), None);
+    }
+
+    #[test]
+    fn only_a_deleted_resource_whose_status_says_deleting_waits_by_name_alone() {
+        let with = |deleted: bool, reason: &str| {
+            let mut cr = resource(None);
+            if deleted {
+                cr.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+            }
+            cr.status = Some(
+                serde_json::from_value(json!({"conditions": [
+                {"type": "Ready", "status": "False", "reason": reason, "lastTransitionTime": "2026-12-02T00:00:00Z"}
+            ], "externalId": "w-1"}))
+                .unwrap(),
+            );
+            cr.delete_requested()
+        };
+        assert!(with(true, "Deleting"));
+        assert!(!with(false, "Deleting"), "the platform deleting a live resource's webapp: find it by id");
+        assert!(!with(true, "Available"), "no delete asked yet: the webapp is read by id first");
+        let mut fresh = resource(None);
+        fresh.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        assert!(!fresh.delete_requested(), "no status yet");
     }
 
     #[test]
