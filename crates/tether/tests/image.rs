@@ -2,15 +2,16 @@
 //! target/image/tether.oci.tar): its configuration runs `/usr/local/bin/tether` as 65532 with the OCI
 //! labels, as the Dockerfile says too; and unpacked by umoci, with its root filesystem mounted read-only
 //! and entered by chroot as uid 65532 (what the chart asks of a container runtime: non-root,
-//! readOnlyRootFilesystem), the release binary in it prints its version and the CRDs, and `tether run`
+//! readOnlyRootFilesystem), the binary in it (`make image`: the release build; `make test` packs its own
+//! debug build by the same recipe) prints its version and the CRDs, and `tether run`
 //! drives an example to Ready on the test control plane, configured as in a pod: a ServiceAccount token
 //! mounted read-only where the kubelet mounts it, `KUBERNETES_SERVICE_HOST`/`_PORT`, leader election in
 //! `POD_NAMESPACE`, JSON logs, and no other environment. Nothing of the host's filesystem is visible to it,
 //! so the image is self-contained. No container runtime takes part: the mounts and the chroot are the
 //! runtime's work done by hand (these machines cannot start a container).
 //!
-//! A missing archive fails the tests (`make image` builds it; `make unit` does so first). They need root
-//! (mount namespaces, chroot) and umoci (tools/image/install.sh installs it).
+//! A missing archive fails the tests (`make image` builds it; `make unit` builds the tests' own first).
+//! They need root (mount namespaces, chroot) and umoci (tools/image/install.sh installs it).
 
 mod common;
 
