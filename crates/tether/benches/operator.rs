@@ -21,7 +21,9 @@
 //! ```
 //!
 //! `--kinds` spreads the N resources over some kinds only; `--steady-periods` measures the steady state
-//! over more periods (the operator's pid is printed as each phase begins, to attach a profiler).
+//! over more periods (the operator's pid is printed as each phase begins, to attach a profiler). More
+//! than [`SERVICES_PER_TENANT`] AppServices are spread over as many Iguazio tenants as they need, each
+//! with a simulator and a Connection of its own.
 //!
 //! Under `cargo test` (`--all-targets`) it runs with N = 10 and a 2 s drift period as a smoke test.
 
@@ -51,6 +53,12 @@ const KINDS: [(&str, &str, &str); 5] = [
 
 /// Creates (and status writes of the floor) in flight at once.
 const IN_FLIGHT: usize = 32;
+
+/// AppServices per Iguazio tenant. A tenant's app services are one manifest, written whole
+/// (shared/platforms/iguazio.md), and the simulator takes request bodies of up to 1 MiB: about 900
+/// services. Past this many, AppServices go to further tenants, each a simulator and a Connection of its
+/// own (`iguazio-1`, `iguazio-2`, ...), as a platform with that many services would be laid out.
+const SERVICES_PER_TENANT: usize = 500;
 
 fn change(kind: &str) -> Value {
     match kind {
@@ -140,6 +148,24 @@ impl std::ops::Sub for Counts {
     }
 }
 
+/// The Secret and Connection of a further Iguazio tenant's simulator (its connections file names them
+/// `iguazio-credentials` and `iguazio`), renamed `iguazio-<tenant>-credentials` and `iguazio-<tenant>`.
+fn tenant_connection(docs: &[Value], tenant: usize) -> Vec<Value> {
+    let (connection, secret) = (format!("iguazio-{tenant}"), format!("iguazio-{tenant}-credentials"));
+    let mut docs = docs.to_vec();
+    for doc in &mut docs {
+        if doc["kind"] == "Secret" {
+            doc["metadata"]["name"] = json!(secret);
+        } else {
+            doc["metadata"]["name"] = json!(connection);
+            for selector in doc["spec"]["credentials"].as_object_mut().into_iter().flat_map(|c| c.values_mut()) {
+                selector["name"] = json!(secret);
+            }
+        }
+    }
+    docs
+}
+
 /// Each count of `later` less the same key's count in `earlier`.
 fn less<'a>(
     later: &'a BTreeMap<String, u64>,
@@ -154,8 +180,19 @@ async fn run(options: Options) {
     let ns = TestNamespace::new("bench-operator").await;
     let client = ns.client.clone();
     let sims = common::Sims::start(&ns.name, "all", 0);
-    let origins: Vec<String> = KINDS.iter().map(|(_, _, platform)| sims.origin(platform)).collect();
+    let mut origins: Vec<String> = KINDS.iter().map(|(_, _, platform)| sims.origin(platform)).collect();
     common::kubectl(&["apply", "-n", &ns.name, "-f", sims.connections.to_str().unwrap()]);
+    let app_services = if kinds.iter().any(|k| k == "AppService") { n.div_ceil(kinds.len()) } else { 0 };
+    let tenants = app_services.div_ceil(SERVICES_PER_TENANT).max(1);
+    let mut more_tenants = Vec::new();
+    for tenant in 1..tenants {
+        let sim = common::Sims::start(&format!("{}-iguazio-{tenant}", ns.name), "iguazio", 0);
+        for doc in tenant_connection(&manifests(&sim.connections), tenant) {
+            create(&client, &ns.name, &doc).await;
+        }
+        origins.push(sim.origin("iguazio"));
+        more_tenants.push(sim);
+    }
     let mut templates = Vec::new();
     for (kind, file, _) in KINDS {
         for doc in manifests(&repo_root().join("examples").join(file)) {
@@ -168,7 +205,12 @@ async fn run(options: Options) {
     }
     let mut resources = Vec::new();
     for i in 0..n {
-        resources.push(numbered(&templates[i % templates.len()], i / templates.len()));
+        let mut resource = numbered(&templates[i % templates.len()], i / templates.len());
+        let tenant = i / templates.len() / SERVICES_PER_TENANT;
+        if resource["kind"] == "AppService" && tenant > 0 {
+            resource["spec"]["connectionRef"]["name"] = json!(format!("iguazio-{tenant}"));
+        }
+        resources.push(resource);
     }
     let drift_arg = drift.as_secs().to_string();
     let log = sims.dir.join("operator.log");
@@ -188,7 +230,7 @@ async fn run(options: Options) {
         let out = common::kubectl(&["get", "connections", "-n", &ns.name, "-o", "json"]);
         let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let items = list["items"].as_array().cloned().unwrap_or_default();
-        items.len() == 5 && items.iter().all(is_ready)
+        items.len() == 4 + tenants && items.iter().all(is_ready)
     })
     .await;
 
@@ -316,6 +358,7 @@ async fn run(options: Options) {
         "n": n,
         "drift_period_seconds": drift.as_secs(),
         "kinds": kinds,
+        "iguazio_tenants": tenants,
         "steady_periods": steady_periods,
         "all_ready_seconds": all_ready.as_secs_f64(),
         "floor_seconds": floor.as_secs_f64(),
@@ -362,18 +405,21 @@ async fn run(options: Options) {
     let probed: u64 = steady_counts.probed.values().sum();
     assert!(probed > 0, "no drift check was answered by a probe: {:?}", steady_counts.probed);
     sims.clean_up();
+    more_tenants.into_iter().for_each(common::Sims::clean_up);
 }
 
 fn print_table(r: &Value) {
     let f = |v: &Value| v.as_f64().map_or_else(|| "-".to_string(), |x| format!("{x:.2}"));
     println!(
-        "tether run ({}) against the five simulators, N = {} spread evenly over {}, drift period {} s",
+        "tether run ({}) against the five simulators, N = {} spread evenly over {} (Iguazio tenants: {}), drift \
+         period {} s",
         if cfg!(debug_assertions) { "debug build: a smoke run" } else { "release build" },
         r["n"],
         r["kinds"]
             .as_array()
             .map(|k| k.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
             .unwrap_or_default(),
+        r["iguazio_tenants"],
         r["drift_period_seconds"]
     );
     println!(
