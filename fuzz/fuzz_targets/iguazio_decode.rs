@@ -1,5 +1,5 @@
 //! Arbitrary bytes as an Iguazio answer, decoded as `tether_platforms::iguazio::Client` decodes each one:
-//! the manifest envelope (`data[0].attributes` into `Manifest`), a job envelope (`job_of`), the failed job's
+//! the manifest envelope (`data[0].attributes`, decoded straight into `Manifest`), a job envelope (`job_of`), the failed job's
 //! `result`, the version and verification answers; then what the adapter reads of a manifest. The manifest
 //! is written back whole, so every attribute read must serialise back unchanged.
 #![no_main]
@@ -19,11 +19,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let Some(answer) = decode::<Value>(data) else { return };
 
-    // `Client::manifest`: `data[0].attributes`, then `from_value::<Manifest>`.
-    if let Some(attributes) = answer["data"].get(0).map(|m| m["attributes"].clone())
-        && let Ok(manifest) = serde_json::from_value::<Manifest>(attributes.clone())
+    // `Client::manifest`: the envelope decoded straight into `Manifest`, checked against the attributes
+    // as the same bytes read as a `Value`.
+    if let Some(Answer { data: entries }) = decode::<Answer>(data)
+        && let Some(entry) = entries.into_iter().next()
     {
-        check_manifest(&manifest, Some(&attributes));
+        check_manifest(&entry.attributes, Some(&answer["data"][0]["attributes"]));
     }
 
     // `job_of` (`Client::put_manifest`, `Client::job`).
@@ -61,6 +62,18 @@ fn check_job(job: &Job) {
             .unwrap_or_else(|| job.result.clone());
         let _ = format!("job {} {}: {why}", job.id, job.state);
     }
+}
+
+/// `GET /api/app_services_manifests`'s answer as `Client::manifest` decodes it.
+#[derive(serde::Deserialize)]
+struct Answer {
+    #[serde(default)]
+    data: Vec<Entry>,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry {
+    attributes: Manifest,
 }
 
 /// What the writer and the adapter read of a manifest, and the write-back promise: serialising the

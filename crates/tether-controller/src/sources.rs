@@ -186,7 +186,12 @@ impl Sources {
     pub fn wrote(&self, secret: &Secret) {
         let (Some(namespace), Some(version)) = (secret.namespace(), secret.resource_version()) else { return };
         let key = ObjectRef::new(&secret.name_any()).within(&namespace);
-        self.data.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (version, Arc::new(secret.clone())));
+        // Kept for the resource's next read without the answer's managedFields: Tether's write names its
+        // resource the Secret's owner, which is what that read checks first (managedFields only tell
+        // whether a Secret without that owner was Tether's).
+        let mut kept = secret.clone();
+        prune(&mut kept);
+        self.data.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (version, Arc::new(kept)));
     }
 }
 

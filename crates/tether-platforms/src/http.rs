@@ -122,7 +122,9 @@ pub struct Call {
     route: &'static str,
     path: String,
     query: Vec<(String, String)>,
-    body: Option<serde_json::Value>,
+    /// The JSON body, serialized once: an Iguazio manifest is every service of a tenant, and a copy as a
+    /// `serde_json::Value` tree would be several times its size for as long as the call lives.
+    body: Option<Vec<u8>>,
     idempotent: bool,
 }
 
@@ -141,7 +143,7 @@ impl Call {
 
     /// Sets the JSON body.
     pub fn json(mut self, body: &impl serde::Serialize) -> Result<Self> {
-        self.body = Some(serde_json::to_value(body).map_err(|e| Error::Invalid(format!("request body: {e}")))?);
+        self.body = Some(serde_json::to_vec(body).map_err(|e| Error::Invalid(format!("request body: {e}")))?);
         Ok(self)
     }
 
@@ -392,7 +394,7 @@ impl Http {
             request = request.header(name, value);
         }
         if let Some(body) = &call.body {
-            request = request.json(body);
+            request = request.header(header::CONTENT_TYPE, "application/json").body(body.clone());
         }
         let response = request.send().await.map_err(|e| Failure {
             error: Error::Transient(describe(&e)),

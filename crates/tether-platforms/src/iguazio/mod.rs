@@ -31,6 +31,18 @@ pub struct Manifest {
     index: ServiceIndex,
 }
 
+/// `GET /api/app_services_manifests` answers `{"data": [{"attributes": <manifest>, ...}]}`.
+#[derive(Deserialize)]
+struct ManifestAnswer {
+    #[serde(default)]
+    data: Vec<ManifestEntry>,
+}
+
+#[derive(Deserialize)]
+struct ManifestEntry {
+    attributes: Manifest,
+}
+
 /// Positions of [`Manifest::app_services`] by name. Not part of the manifest's value (equal always) and
 /// not copied with it (a copy may be edited); a lookup checks what it finds, so a list edited after the
 /// index was made is still answered right.
@@ -245,10 +257,10 @@ impl Client {
     /// `GET /api/app_services_manifests`: the tenant's one manifest.
     pub async fn manifest(&self) -> Result<Manifest> {
         let route = "/api/app_services_manifests";
-        let answer: Value = self.http.json(Call::new(Method::GET, route, route)).await?;
-        let attributes = answer["data"].get(0).map(|m| m["attributes"].clone());
-        let attributes = attributes.ok_or_else(|| Error::Decode("no manifest in the answer".into()))?;
-        serde_json::from_value(attributes).map_err(|e| Error::Decode(e.to_string()))
+        // Decoded straight into the typed manifest: no `Value` tree of the whole answer, nor a copy of it.
+        let answer: ManifestAnswer = self.http.json(Call::new(Method::GET, route, route)).await?;
+        let manifest = answer.data.into_iter().next().map(|m| m.attributes);
+        manifest.ok_or_else(|| Error::Decode("no manifest in the answer".into()))
     }
 
     /// `PUT /api/app_services_manifests`: writes the whole manifest; returns the apply job. The write is
