@@ -292,27 +292,21 @@ mod tests {
 
     #[test]
     fn only_a_deleted_resource_whose_status_says_deleting_waits_by_name_alone() {
-        let with = |deleted: bool, reason: &str| {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let with = |deleted: bool, reason: Option<&str>| {
             let mut cr = resource(None);
-            if deleted {
-                cr.metadata.deletion_timestamp =
-                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-            }
-            cr.status = Some(
-                serde_json::from_value(json!({"conditions": [
-                {"type": "Ready", "status": "False", "reason": reason, "lastTransitionTime": "2026-12-02T00:00:00Z"}
-            ], "externalId": "w-1"}))
-                .unwrap(),
-            );
+            cr.metadata.deletion_timestamp = deleted.then(|| Time(k8s_openapi::jiff::Timestamp::now()));
+            cr.status = reason.map(|reason| {
+                serde_json::from_value(json!({"externalId": "w-1", "conditions": [{"type": "Ready", "status": "False",
+                    "reason": reason, "lastTransitionTime": "2026-12-02T00:00:00Z"}]}))
+                .unwrap()
+            });
             cr.delete_requested()
         };
-        assert!(with(true, "Deleting"));
-        assert!(!with(false, "Deleting"), "the platform deleting a live resource's webapp: find it by id");
-        assert!(!with(true, "Available"), "no delete asked yet: the webapp is read by id first");
-        let mut fresh = resource(None);
-        fresh.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-        assert!(!fresh.delete_requested(), "no status yet");
+        assert!(with(true, Some("Deleting")));
+        assert!(!with(false, Some("Deleting")), "the platform deleting a live resource's webapp: find it by id");
+        assert!(!with(true, Some("Available")), "no delete asked yet: the webapp is read by id first");
+        assert!(!with(true, None), "no status yet");
     }
 
     #[test]
