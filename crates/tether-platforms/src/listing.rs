@@ -70,6 +70,12 @@ pub fn digest(value: &impl serde::Serialize) -> u64 {
     hasher.finish()
 }
 
+/// Whether `entry` (an object's entry in a listing, if it has one) still shows the object whose
+/// [`digest`] was `read`: what a drift check's probe asks of a listing.
+pub fn shows(entry: Option<impl serde::Serialize>, read: u64) -> bool {
+    entry.is_some_and(|entry| digest(&entry) == read)
+}
+
 impl<T: Clone, D: Clone> Listing<T, D> {
     /// `id` was just written or read on its own: the listing does not answer for it until one begun
     /// after now.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tether_platforms::listing::digest;
+use tether_platforms::listing::{digest, shows};
 
 use serde_json::{Value, json};
 use tether_api::apolo::ApoloAppObservation;
@@ -121,9 +121,7 @@ struct Listed {
 
 impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, _: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
-        Box::pin(
-            async move { Ok(self.client.listed(&self.id, max_age).await?.is_some_and(|a| digest(&a) == self.read)) },
-        )
+        Box::pin(async move { Ok(shows(self.client.listed(&self.id, max_age).await?, self.read)) })
     }
 }
 

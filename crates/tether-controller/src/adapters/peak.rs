@@ -17,7 +17,7 @@ use serde_json::Value;
 use tether_api::peak::PeakWebappObservation;
 use tether_api::{PeakWebapp, Platform};
 use tether_platforms::Error as PlatformError;
-use tether_platforms::listing::digest;
+use tether_platforms::listing::{digest, shows};
 use tether_platforms::peak::{Client, ImageDetails, Resources, Webapp, WebappFields};
 
 use super::{Owner, conflict, foreign, may_observe};
@@ -146,7 +146,7 @@ struct Listed {
 
 impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
-        Box::pin(async move { Ok(client.listed(&self.id, max_age).await?.is_some_and(|w| digest(&w) == self.read)) })
+        Box::pin(async move { Ok(shows(client.listed(&self.id, max_age).await?, self.read)) })
     }
 }
 

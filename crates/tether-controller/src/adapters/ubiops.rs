@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tether_api::ubiops::UbiServiceObservation;
 use tether_api::{Platform, UbiService};
 use tether_platforms::Error as PlatformError;
-use tether_platforms::listing::digest;
+use tether_platforms::listing::{digest, shows};
 use tether_platforms::ubiops::{Client, Service, ServiceFields};
 
 use super::{Owner, conflict, foreign, may_observe, spec_fields};
@@ -138,8 +138,7 @@ impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
         Box::pin(async move {
             let listed = client.services_listed(&self.project, &self.name, max_age).await?;
-            Ok(listed.is_some_and(|s| digest(&s) == self.read)
-                && client.services_status(&self.project, &self.name).await? == self.status)
+            Ok(shows(listed, self.read) && client.services_status(&self.project, &self.name).await? == self.status)
         })
     }
 }

@@ -21,7 +21,7 @@ use tether_api::civis::{CivisDeletionPolicy, CivisServiceObservation};
 use tether_api::{CivisService, ConnectionRef, ManagedStatus, ManagementPolicy, Platform, SecretKeySelector};
 use tether_platforms::Error as PlatformError;
 use tether_platforms::civis::{Client, ListOptions, Service};
-use tether_platforms::listing::digest;
+use tether_platforms::listing::{digest, shows};
 
 use crate::adapter::{
     Adapter, Deletion, EXTERNAL_ID, ManagedResource, Observation, Probe, Readiness, Request, adopted,
@@ -182,7 +182,7 @@ struct Listed {
 impl Probe<Client> for Listed {
     fn unchanged<'a>(&'a self, client: &'a Client, max_age: Duration) -> BoxFuture<'a, Result<bool, PlatformError>> {
         Box::pin(async move {
-            Ok(client.listed(self.id, max_age).await?.is_some_and(|s| digest(&s) == self.read)
+            Ok(shows(client.listed(self.id, max_age).await?, self.read)
                 && self.access.read(client, self.id).await?.1 == self.access)
         })
     }
