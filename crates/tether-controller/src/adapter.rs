@@ -98,6 +98,11 @@ pub struct Request<'a, R> {
     /// How old a read of platform state that many resources share (an Iguazio tenant's manifest) may be for
     /// this reconcile: zero unless it is a drift check.
     pub shared_read_age: std::time::Duration,
+    /// How old a shared listing may be for a read that is not a drift check (a spec change, a delete, a
+    /// poll of a write in progress): the converge interval. Such a read uses a listing begun after Tether
+    /// last wrote or read the object, and takes a new one only when it costs no more than reading each
+    /// object waiting on it (`tether_platforms::listing::Listing::fresh`); zero: never.
+    pub fresh_read_age: std::time::Duration,
     /// Since when this process alone can have created the resource's remote object (it started, or took
     /// the resource's shard, plus [`crate::context::TAKEOVER_MARGIN`]): a search for an object an earlier
     /// create may have made needs a listing begun after it, no fresher. `now` unless the reconciler knows
@@ -124,6 +129,7 @@ impl<'a, R> Request<'a, R> {
             outputs,
             outputs_secret: Mutex::default(),
             shared_read_age,
+            fresh_read_age: std::time::Duration::ZERO,
             held_since: tokio::time::Instant::now(),
             published: Mutex::default(),
             warnings: Mutex::default(),

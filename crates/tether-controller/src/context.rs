@@ -165,6 +165,7 @@ impl<A: Adapter> Context<A> {
         }
         let mut request = Request::new(cr, inputs, outputs);
         request.outputs_secret = std::sync::Mutex::new(outputs_secret);
+        request.fresh_read_age = self.config.converge_interval;
         let taken = match &self.config.shards {
             Some(shards) => shards.held_since(&namespace, &cr.name_any()).map(|at| at.max(self.started)),
             None => Some(self.started),

@@ -111,6 +111,44 @@ impl<T: Clone, D: Clone> Listing<T, D> {
         Ok(items.get(id).cloned())
     }
 
+    /// The listing a reconcile that is not a drift check may read `id` in (its entry, or that it has
+    /// none): one begun at most `max_age` before this call and after `id` was last touched (written or
+    /// read on its own). That is the last listing when it qualifies, or else a new one (concurrent callers
+    /// share it) when at least as many objects were touched since the last one began as that one took
+    /// `pages(items)` pages to list: then one listing costs no more than reading each of them on its own,
+    /// which is how the objects a mass write left in progress are polled. `None`: read `id` on its own.
+    pub async fn fresh<F, Fut>(
+        &self,
+        id: &str,
+        max_age: Duration,
+        pages: impl Fn(usize) -> usize,
+        list: F,
+    ) -> Result<Option<Arc<HashMap<String, T>>>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, T)>>>,
+    {
+        if max_age.is_zero() {
+            return Ok(None);
+        }
+        let not_before = Instant::now().checked_sub(max_age);
+        let mut last = self.last.lock().await;
+        let (waiting, touched_at) = {
+            let touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            (touched.len(), touched.get(id).copied())
+        };
+        if let Some(snapshot) = last.as_ref()
+            && not_before.is_none_or(|at| snapshot.began >= at)
+            && touched_at.is_none_or(|at| at < snapshot.began)
+        {
+            return Ok(Some(snapshot.items.clone()));
+        }
+        if waiting < last.as_ref().map_or(1, |snapshot| pages(snapshot.items.len()).max(1)) {
+            return Ok(None);
+        }
+        Ok(Some(self.take(&mut last, list).await?.1))
+    }
+
     /// The objects that `carry` the ownership `marker`, as of a listing begun after `not_before` and after
     /// this process's last create attempt for it (taking one with `list` when the last began earlier;
     /// concurrent callers share it): where an object carrying `marker` is listed if it exists, when
@@ -180,6 +218,15 @@ impl<T: Clone, D: Clone> Listing<T, D> {
         {
             return Ok((snapshot.began, snapshot.items.clone()));
         }
+        self.take(&mut last, list).await
+    }
+
+    /// Takes a new listing with `list`, under the lock of the last one.
+    async fn take<F, Fut>(&self, last: &mut Option<Snapshot<T>>, list: F) -> Result<(Instant, Arc<HashMap<String, T>>)>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<(String, T)>>>,
+    {
         let began = Instant::now();
         let items: HashMap<String, T> = list().await?.into_iter().collect();
         self.touched.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, at| *at >= began);
@@ -301,6 +348,37 @@ mod tests {
         // A drift check's age is counted from now, whatever searches did.
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(listing.entry("a", Duration::from_secs(2), || lister(&calls, 7)).await.unwrap(), Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn objects_left_in_progress_are_polled_by_one_listing_once_it_costs_no_more_than_reading_each() {
+        let listing: Listing<u32> = Listing::default();
+        let calls = AtomicUsize::new(0);
+        let age = Duration::from_secs(2);
+        let two_pages = |_: usize| 2;
+        let fresh = |id: &'static str, value: u32| {
+            let (listing, calls) = (&listing, &calls);
+            async move { listing.fresh(id, age, two_pages, || lister(calls, value)).await.unwrap() }
+        };
+        assert!(listing.fresh("a", Duration::ZERO, two_pages, || lister(&calls, 1)).await.unwrap().is_none());
+        assert!(fresh("a", 1).await.is_none(), "nothing touched, nothing listed: no listing is worth taking");
+        listing.touch("a");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(fresh("a", 1).await.map(|items| items["a"]), Some(1), "no listing yet: one costs a page");
+        assert_eq!(fresh("b", 2).await.map(|items| items["b"]), Some(1), "young enough: shared");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        listing.touch("a");
+        assert!(fresh("a", 2).await.is_none(), "written since, alone: reading it costs less than two pages");
+        assert_eq!(fresh("b", 2).await.map(|items| items["b"]), Some(1), "the others are still answered");
+        listing.touch("b");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(fresh("a", 3).await.map(|items| items["a"]), Some(3), "two waiting: a new listing");
+        assert_eq!(fresh("b", 3).await.map(|items| items["b"]), Some(3), "which serves both");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(fresh("b", 4).await.is_none(), "too old, and nothing waits");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and the asynchronous lifecycle CREATING → AVAILABLE, DEPLOYING → AVAILABLE, DELETING → gone, with the
 //! failure states CREATE_FAILED and DELETE_FAILED.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,9 @@ fn message(body: &Value) -> Option<String> {
     ["message", "detail"].iter().find_map(|k| body.get(*k)?.as_str()).map(str::to_string)
 }
 
+/// Webapps asked for per page of a listing (as the SDK's name search does).
+const PAGE_SIZE: u64 = 100;
+
 const WEBAPPS: &str = "webapps/api/v1/webapps/";
 const WEBAPP: &str = "/webapps/api/v1/webapps/{webappId}";
 
@@ -165,7 +169,7 @@ impl Client {
         let mut out = Vec::new();
         let mut page = 1;
         loop {
-            let answer = self.list(page, 100, statuses, search).await?;
+            let answer = self.list(page, PAGE_SIZE, statuses, search).await?;
             out.extend(answer.webapps);
             if page >= answer.page_count {
                 return Ok(out);
@@ -187,6 +191,14 @@ impl Client {
     pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<Webapp>> {
         let list = || async { Ok(self.list_all(&[], None).await?.into_iter().map(|w| (w.id.clone(), w)).collect()) };
         self.listing.entry(id, max_age, list).await
+    }
+
+    /// The account's webapps, by id, as listed at most `max_age` ago and after `id` was last written or
+    /// read on its own, when that costs no more than reading the webapps waiting on it one by one (see
+    /// [`Listing::fresh`]); `None`: read `id` on its own.
+    pub async fn fresh(&self, id: &str, max_age: Duration) -> Result<Option<Arc<HashMap<String, Webapp>>>> {
+        let list = || async { Ok(self.list_all(&[], None).await?.into_iter().map(|w| (w.id.clone(), w)).collect()) };
+        self.listing.fresh(id, max_age, |items| items.div_ceil(PAGE_SIZE as usize), list).await
     }
 
     /// `POST`: starts creating a webapp; returns its id.

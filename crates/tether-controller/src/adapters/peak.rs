@@ -116,16 +116,27 @@ async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<We
         }
         return Ok(Some(webapp));
     }
+    let recorded = cr.status.as_ref().and_then(|s| s.external_id.as_deref());
     // Waiting for a delete: names are unique on Peak, so the one search by name says both whether the
     // webapp is gone and whether another of ours (a create whose status write was lost) is left to delete.
+    // A young listing begun after the DELETE answers that as well, for every webapp waiting on one.
     if cr.delete_requested() {
+        if let Some(id) = recorded
+            && let Some(webapps) = client.fresh(id, cr.fresh_read_age).await?
+        {
+            return Ok(webapps.values().find(|w| w.name == cr.spec.name).cloned());
+        }
         return client.find_by_name(&cr.spec.name).await;
     }
-    if let Some(id) = cr.status.as_ref().and_then(|s| s.external_id.as_deref()) {
-        // A drift check reads the account's listing: list entries are whole webapps.
-        if let Some(webapp) = client.listed(id, cr.shared_read_age).await?
-            && webapp.name == cr.spec.name
-        {
+    if let Some(id) = recorded {
+        // A drift check reads the account's listing: list entries are whole webapps. Any other reconcile
+        // reads a young listing begun after Tether's last write or read of the webapp, when there is one
+        // or enough webapps wait on one (a mass change, the polls of writes in progress).
+        let listed = match client.listed(id, cr.shared_read_age).await? {
+            Some(webapp) => Some(webapp),
+            None => client.fresh(id, cr.fresh_read_age).await?.and_then(|webapps| webapps.get(id).cloned()),
+        };
+        if let Some(webapp) = listed.filter(|w| w.name == cr.spec.name) {
             return Ok(Some(webapp));
         }
         match client.describe(id).await {
