@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
 use crate::listing::{Listing, Scoped};
 
+/// Apps per page of a listing: the server's default (the SDK never sends `size`).
+const SERVER_PAGE_SIZE: usize = 50;
+
 /// An app as get, list, install, configure and rollback return it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct App {
@@ -165,6 +168,14 @@ impl Client {
     /// by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
     pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<App>> {
         self.listing().entry(id, max_age, || self.live()).await
+    }
+
+    /// App `id` as of a young listing of the scope's live apps begun after Tether last wrote or read it,
+    /// when there is one or it costs no more than reading each app waiting on one (see
+    /// [`Listing::fresh`]); `None`: read it on its own (an app the listing lacks may be uninstalled).
+    pub async fn fresh(&self, id: &str, max_age: Duration) -> Result<Option<App>> {
+        let pages = |apps: usize| apps.div_ceil(SERVER_PAGE_SIZE);
+        Ok(self.listing().fresh(id, max_age, pages, || self.live()).await?.and_then(|apps| apps.get(id).cloned()))
     }
 
     /// What a listing holds: the scope's live apps by id.

@@ -125,7 +125,8 @@ struct Counts {
     reconciles: BTreeMap<String, u64>,
     /// Drift checks the operator answered by a probe alone (`tether_drift_checks_total{result="unchanged"}`).
     probed: BTreeMap<String, u64>,
-    /// Platform calls by simulator route (`GET /webapps/...`), to tell where a phase's calls go.
+    /// Platform calls by platform and simulator route (`peak GET /webapps/...`), to tell where a phase's
+    /// calls go.
     routes: BTreeMap<String, u64>,
 }
 
@@ -180,7 +181,8 @@ async fn run(options: Options) {
     let ns = TestNamespace::new("bench-operator").await;
     let client = ns.client.clone();
     let sims = common::Sims::start(&ns.name, "all", 0);
-    let mut origins: Vec<String> = KINDS.iter().map(|(_, _, platform)| sims.origin(platform)).collect();
+    let mut origins: Vec<(&str, String)> =
+        KINDS.iter().map(|(_, _, platform)| (*platform, sims.origin(platform))).collect();
     common::kubectl(&["apply", "-n", &ns.name, "-f", sims.connections.to_str().unwrap()]);
     let app_services = if kinds.iter().any(|k| k == "AppService") { n.div_ceil(kinds.len()) } else { 0 };
     let tenants = app_services.div_ceil(SERVICES_PER_TENANT).max(1);
@@ -190,7 +192,7 @@ async fn run(options: Options) {
         for doc in tenant_connection(&manifests(&sim.connections), tenant) {
             create(&client, &ns.name, &doc).await;
         }
-        origins.push(sim.origin("iguazio"));
+        origins.push(("iguazio", sim.origin("iguazio")));
         more_tenants.push(sim);
     }
     let mut templates = Vec::new();
@@ -374,6 +376,21 @@ async fn run(options: Options) {
         "delete": phase(deleted - deleting, 0),
         "steady": {
             "platform_calls_per_resource_per_period": per(steady_counts.platform_reads + steady_counts.platform_writes) / f64::from(steady_periods),
+            // Per resource of the platform's own kind: the figure the list-capable platforms are held to.
+            "platform_calls_per_resource_per_period_by_platform": KINDS
+                .iter()
+                .filter(|(kind, _, _)| kinds.iter().any(|k| k == kind))
+                .map(|(_, _, platform)| {
+                    let calls: u64 = steady_counts.routes.iter().filter(|(route, _)| route.split(' ').next() == Some(*platform)).map(|(_, v)| v).sum();
+                    let resources = n.div_ceil(kinds.len()) as f64;
+                    (platform.to_string(), json!(calls as f64 / resources / f64::from(steady_periods)))
+                })
+                .collect::<serde_json::Map<String, Value>>(),
+            "platform_calls_per_period_by_route": steady_counts
+                .routes
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(*v as f64 / f64::from(steady_periods))))
+                .collect::<serde_json::Map<String, Value>>(),
             "api_reads_per_period": steady_counts.api_reads as f64 / f64::from(steady_periods),
             "api_writes_per_period": steady_counts.api_writes as f64 / f64::from(steady_periods),
             "lease_requests_per_period": steady_counts.lease_calls as f64 / f64::from(steady_periods),
@@ -458,6 +475,10 @@ fn print_table(r: &Value) {
         f(&s["operator_cpu_seconds_per_period"]),
         f(&s["control_plane_cpu_seconds_per_period"]),
         f(&s["control_plane_cpu_seconds_per_period_without_operator"])
+    );
+    println!(
+        "steady platform calls per resource of its kind per drift period, by platform: {}",
+        s["platform_calls_per_resource_per_period_by_platform"]
     );
     println!("steady reconciles per drift period, by kind: {}", s["reconciles_per_period"]);
     println!(
@@ -586,7 +607,7 @@ async fn create(client: &kube::Client, namespace: &str, resource: &Value) {
 
 async fn counts(
     client: &kube::Client,
-    origins: &[String],
+    origins: &[(&str, String)],
     operator: u32,
     plane: Option<u32>,
     operator_metrics: &str,
@@ -613,11 +634,11 @@ async fn counts(
             *counts.probed.entry(controller.to_string()).or_default() += value.parse::<f64>().unwrap_or(0.0) as u64;
         }
     }
-    for origin in origins {
+    for (platform, origin) in origins {
         let counters: BTreeMap<String, u64> =
             reqwest::get(format!("{origin}/_sim/counters")).await.expect("counters").json().await.expect("JSON");
         for (route, count) in counters {
-            *counts.routes.entry(route.clone()).or_default() += count;
+            *counts.routes.entry(format!("{platform} {route}")).or_default() += count;
             if route.starts_with("GET ") {
                 counts.platform_reads += count;
             } else {

@@ -193,11 +193,16 @@ impl Adapter for Apolo {
         cr: &Request<'_, ApoloApp>,
     ) -> Result<Observation<ApoloAppObservation>, PlatformError> {
         let client = scoped(client, cr);
-        // A drift check reads the scope's listing (its entries are whole apps); the app's details are read
-        // only when its entry changed since they were read.
+        // A drift check reads the scope's listing (its entries are whole apps); any other reconcile a young
+        // listing begun after Tether's last write or read of the app, when there is one or enough apps
+        // wait on one (a mass change, the polls of installs in progress). The app's details are read only
+        // when its entry changed since they were read.
         let recorded = cr.status.as_ref().and_then(|s| s.external_id.as_deref()).filter(|_| cr.adopt_id().is_none());
         let listed = match recorded {
-            Some(id) => client.listed(id, cr.shared_read_age).await?,
+            Some(id) => match client.listed(id, cr.shared_read_age).await? {
+                Some(app) => Some(app),
+                None => client.fresh(id, cr.fresh_read_age).await?,
+            },
             None => None,
         };
         let app = match listed {
