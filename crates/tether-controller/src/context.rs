@@ -65,6 +65,8 @@ pub struct Context<A: Adapter> {
     pub(crate) sources: Arc<Sources>,
     /// Publishes Kubernetes Events about the resources.
     pub(crate) recorder: Recorder,
+    /// The reporting instance of the Events Tether creates without the Recorder (as the Recorder's).
+    reporting_instance: String,
     /// Timing.
     pub config: Config,
     /// One platform client per connection, with the fingerprint of the account it was built for.
@@ -102,13 +104,15 @@ impl<A: Adapter> Context<A> {
     /// A context for one kind.
     pub fn new(sources: Arc<Sources>, config: Config) -> Arc<Self> {
         let client = sources.client().clone();
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let instance = std::env::var("POD_NAME").ok();
+        let reporting_instance = instance.clone().unwrap_or_else(|| FIELD_MANAGER.into());
+        let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance });
         let memory = Arc::new(Memory::default());
         Arc::new(Self {
             client,
             sources,
             recorder,
+            reporting_instance,
             clients: Mutex::default(),
             dependencies: Arc::default(),
             own_writes: OwnWrites::new(memory.clone()),
@@ -134,9 +138,50 @@ impl<A: Adapter> Context<A> {
             action: action.into(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &cr.object_ref(&())).await {
+        let regarding = cr.object_ref(&());
+        let published = if warning {
+            self.recorder.publish(&event, &regarding).await
+        } else {
+            self.publish_once(&event, regarding).await
+        };
+        if let Err(error) = published {
             tracing::debug!(%error, "could not publish an Event");
         }
+    }
+
+    /// Creates a Normal Event as [`Recorder::publish`] would the first time, without its series cache.
+    /// The Recorder keeps every Event it sent for six minutes to count repeats into a series, and scans
+    /// all it keeps on each publish: with one Created Event per resource, a mass create of N resources
+    /// costs O(N²) and a few KiB per resource. Warnings repeat (a failing reconcile's retries) and are
+    /// counted by the Recorder; the Normal Events (Created, Updated, Deleted) mark one change each.
+    async fn publish_once(
+        &self,
+        event: &Event,
+        regarding: k8s_openapi::api::core::v1::ObjectReference,
+    ) -> kube::Result<()> {
+        use k8s_openapi::api::events::v1::Event as K8sEvent;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or(FIELD_MANAGER), now.as_nanosecond());
+        let k8s_event = K8sEvent {
+            action: Some(event.action.clone()),
+            reason: Some(event.reason.clone()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding),
+            note: event.note.clone(),
+            metadata: kube::api::ObjectMeta {
+                namespace: Some(namespace.clone()),
+                name: Some(name),
+                ..Default::default()
+            },
+            reporting_controller: Some(FIELD_MANAGER.into()),
+            reporting_instance: Some(self.reporting_instance.clone()),
+            type_: Some("Normal".into()),
+            ..Default::default()
+        };
+        let api: kube::Api<K8sEvent> = kube::Api::namespaced(self.client.clone(), &namespace);
+        api.create(&kube::api::PostParams::default(), &k8s_event).await.map(drop)
     }
 
     /// The resource with the Secret values its spec uses and its outputs Secret's data.
