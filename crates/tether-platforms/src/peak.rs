@@ -189,16 +189,19 @@ impl Client {
     /// The webapp `id` as listed at most `max_age` ago (every page of the account's webapps, one listing
     /// shared by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
     pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<Webapp>> {
-        let list = || async { Ok(self.list_all(&[], None).await?.into_iter().map(|w| (w.id.clone(), w)).collect()) };
-        self.listing.entry(id, max_age, list).await
+        self.listing.entry(id, max_age, || self.entries()).await
     }
 
     /// The account's webapps, by id, as listed at most `max_age` ago and after `id` was last written or
     /// read on its own, when that costs no more than reading the webapps waiting on it one by one (see
     /// [`Listing::fresh`]); `None`: read `id` on its own.
     pub async fn fresh(&self, id: &str, max_age: Duration) -> Result<Option<Arc<HashMap<String, Webapp>>>> {
-        let list = || async { Ok(self.list_all(&[], None).await?.into_iter().map(|w| (w.id.clone(), w)).collect()) };
-        self.listing.fresh(id, max_age, |items| items.div_ceil(PAGE_SIZE as usize), list).await
+        self.listing.fresh(id, max_age, |items| items.div_ceil(PAGE_SIZE as usize), || self.entries()).await
+    }
+
+    /// What a listing holds: every webapp of the account, by id.
+    async fn entries(&self) -> Result<Vec<(String, Webapp)>> {
+        Ok(self.list_all(&[], None).await?.into_iter().map(|w| (w.id.clone(), w)).collect())
     }
 
     /// `POST`: starts creating a webapp; returns its id.
