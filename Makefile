@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos storms control-plane helm gitops-judge crds install
+.PHONY: help demo test lint unit conformance fuzz fuzz-ci chaos storms bench profile-memory control-plane helm gitops-judge crds install
 
 FUZZ_SECONDS ?= 60
 
@@ -52,6 +52,14 @@ CHAOS_SIZE ?= full
 chaos: ## Chaos: resources of every kind created, edited, deleted while operators are SIGKILLed (CHAOS_SIZE=full|ci, CHAOS_SEED replays)
 	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" CHAOS_SIZE=$(CHAOS_SIZE) \
 	  $(CARGO) test -p tether --test chaos --locked -- --nocapture
+
+N ?= 1000
+bench: ## The operator benchmark (release): N resources of all five kinds against the floor; table and JSON (N=10000 for the large run)
+	TETHER_CONTROL_PLANE="$$(tools/control-plane/build.sh)" $(CARGO) bench --locked -p tether --bench operator -- $(N)
+
+PROFILE_N ?= 2000
+profile-memory: ## heaptrack of the operator in the benchmark (a glibc build), its peak heap consumers printed (PROFILE_N=2000)
+	tools/profile-memory.sh $(PROFILE_N)
 
 STORM_SIZE ?= full
 storms: ## Fault storms (5xx, 429, latency, resets, malformed, outage) with rate, Retry-After and convergence figures (STORM_SIZE=full|ci)

@@ -9,6 +9,8 @@ mod operator;
 /// mimalloc instead of glibc's malloc: the operator allocates and frees small objects from many threads
 /// (answers, statuses, watch events), where glibc's per-thread arenas fragment. Measured with
 /// `cargo bench -p tether --bench operator` (N = 1000): peak RSS and steady CPU, see docs/operations.md.
+/// Off (`--no-default-features`) for heap profilers, which see only glibc's malloc.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
