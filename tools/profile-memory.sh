@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Heap profile of the operator in the benchmark (`make profile-memory N=2000`): heaptrack around `tether run`
+# Heap profile of the operator in the benchmark (`make profile-memory PROFILE_N=2000`): heaptrack around `tether run`
 # only, the simulators and the control plane as usual. heaptrack sees glibc's malloc alone, so the profiled
 # binary is built without the mimalloc feature (its RSS is not the release figure; its heap is the same).
 # The benchmark's own "operator peak RSS" line is heaptrack's process then, not the operator's: read
@@ -7,7 +7,7 @@
 #
 #   tools/profile-memory.sh [N] [benchmark arguments...]     default N = 2000
 #
-# Prints heaptrack's peak consumers and leaves the whole profile in target/profile-memory/operator.*.zst
+# Prints heaptrack's peak consumers and leaves the whole profile in target/profile-memory/operator.zst
 # (open it with heaptrack_gui, or heaptrack_print --print-flamegraph).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
