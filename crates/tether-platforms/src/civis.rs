@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, too_many_pages};
-use crate::listing::Listing;
+use crate::listing::{Compact, Listing};
 
 /// A service (full form from get/create/update; list items carry a subset).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,7 +97,7 @@ pub struct ListOptions {
 pub struct Client {
     http: Arc<Http>,
     /// The account's services as last listed (summaries), and each one's full form as last read.
-    listing: Arc<Listing<Service, Service>>,
+    listing: Arc<Listing<Service, Compact<Service>>>,
 }
 
 fn message(body: &Value) -> Option<String> {
@@ -171,7 +171,7 @@ impl Client {
         self.listing.touch(&id.to_string());
         let service: Service = self.http.json(Call::new(Method::GET, SERVICE, format!("services/{id}"))).await?;
         if let Some(marker) = marker(&service) {
-            self.listing.keep_detail(&id.to_string(), marker, service.clone());
+            self.listing.keep_detail(&id.to_string(), marker, Compact::of(&service));
         }
         Ok(service)
     }
@@ -186,7 +186,7 @@ impl Client {
         let Some(summary) = self.listing.entry(&key, max_age, || self.listing_entries()).await? else {
             return Ok(None);
         };
-        match marker(&summary).and_then(|marker| self.listing.detail(&key, &marker)) {
+        match marker(&summary).and_then(|marker| self.listing.detail(&key, &marker)?.get()) {
             Some(mut service) => {
                 service.current_deployment = summary.current_deployment;
                 Ok(Some(service))

@@ -249,6 +249,32 @@ impl<T: Clone, D: Clone> Listing<T, D> {
     }
 }
 
+/// A detail kept as its compact JSON text, decoded again on use: a parsed object (its maps, strings and
+/// `Value` trees) takes several times the room of its text, and a detail is kept for every object of
+/// an account while it is read only when its entry's marker still holds.
+pub struct Compact<T> {
+    json: Arc<[u8]>,
+    of: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Compact<T> {
+    fn clone(&self) -> Self {
+        Self { json: self.json.clone(), of: std::marker::PhantomData }
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Compact<T> {
+    /// `value` as kept.
+    pub fn of(value: &T) -> Self {
+        Self { json: serde_json::to_vec(value).unwrap_or_default().into(), of: std::marker::PhantomData }
+    }
+
+    /// The value kept (`None` only if it does not decode as it was encoded: then the caller reads again).
+    pub fn get(&self) -> Option<T> {
+        serde_json::from_slice(&self.json).ok()
+    }
+}
+
 /// One [`Listing`] per scope of an account (an Apolo project, a UbiOps project), made when first used.
 pub struct Scoped<T, D = ()>(Mutex<HashMap<String, Arc<Listing<T, D>>>>);
 
@@ -281,6 +307,22 @@ mod tests {
     fn lister(calls: &AtomicUsize, value: u32) -> impl Future<Output = Result<Vec<(String, u32)>>> + '_ {
         calls.fetch_add(1, Ordering::SeqCst);
         async move { Ok(vec![("a".to_string(), value), ("b".to_string(), value)]) }
+    }
+
+    #[test]
+    fn a_compact_detail_decodes_to_what_was_kept_every_field_included() {
+        let ubiops: crate::ubiops::Service = serde_json::from_value(serde_json::json!({
+            "id": "u-1", "name": "api", "deployment": "d", "version": null, "port": 8080,
+            "time_updated": "2026-01-01T00:00:00Z", "labels": {"team": "a"}, "authentication_required": true,
+        }))
+        .unwrap();
+        assert_eq!(Compact::of(&ubiops).get(), Some(ubiops));
+        let civis: crate::civis::Service = serde_json::from_value(serde_json::json!({
+            "id": 7, "name": "app", "archived": "false", "updatedAt": "2026-01-01T00:00:00Z",
+            "currentDeployment": {"deploymentId": 3, "state": "running", "cpu": 1000}, "memory": 512,
+        }))
+        .unwrap();
+        assert_eq!(Compact::of(&civis).get(), Some(civis));
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Result;
 use crate::http::{Call, Dialect, Http, HttpConfig, Secret, segment};
-use crate::listing::{Listing, Scoped};
+use crate::listing::{Compact, Listing, Scoped};
 
 /// A UbiOps service as the platform returns it (create, get, update, list).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ pub struct Client {
     http: Arc<Http>,
     /// Each project's services as last listed (list items are a subset of the fields), with each one's
     /// full form as last read.
-    listings: Arc<Scoped<Service, Service>>,
+    listings: Arc<Scoped<Service, Compact<Service>>>,
 }
 
 /// What tells a service's list entry changed: its update time (none without one: then every drift check
@@ -158,7 +158,7 @@ impl Client {
         self.http.json(call).await
     }
 
-    fn listing(&self, project: &str) -> Arc<Listing<Service, Service>> {
+    fn listing(&self, project: &str) -> Arc<Listing<Service, Compact<Service>>> {
         self.listings.of(project)
     }
 
@@ -168,7 +168,7 @@ impl Client {
         listing.touch(name);
         let service: Service = self.http.json(Call::new(Method::GET, SERVICE, service_path(project, name)?)).await?;
         if let Some(marker) = marker(&service) {
-            listing.keep_detail(name, marker, service.clone());
+            listing.keep_detail(name, marker, Compact::of(&service));
         }
         Ok(service)
     }
@@ -183,7 +183,7 @@ impl Client {
             Ok(self.services_list(project, None, None).await?.into_iter().map(|s| (s.name.clone(), s)).collect())
         };
         let Some(item) = listing.entry(name, max_age, list).await? else { return Ok(None) };
-        match marker(&item).and_then(|marker| listing.detail(name, &marker)) {
+        match marker(&item).and_then(|marker| listing.detail(name, &marker)?.get()) {
             Some(service) => Ok(Some(service)),
             None => self.services_get(project, name).await.map(Some),
         }
@@ -218,7 +218,7 @@ impl Client {
         if let Ok(service) = answer
             && let Some(marker) = marker(service)
         {
-            listing.keep_detail(name, marker, service.clone());
+            listing.keep_detail(name, marker, Compact::of(service));
         }
     }
 

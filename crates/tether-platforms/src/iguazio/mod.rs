@@ -267,8 +267,20 @@ impl Client {
     /// not retried after a 5xx: the job may have started, and re-reading the manifest tells.
     pub async fn put_manifest(&self, manifest: &Manifest) -> Result<Job> {
         let route = "/api/app_services_manifests";
-        let body = json!({"data": {"type": "app_services_manifest", "attributes": manifest, "relationships": {}}});
-        let call = Call::new(Method::PUT, route, route).json(&body)?.not_idempotent();
+        // Serialised from the manifest itself: a `json!` body would first copy every service into a
+        // `Value` tree.
+        #[derive(Serialize)]
+        struct Body<'a> {
+            data: Data<'a>,
+        }
+        #[derive(Serialize)]
+        struct Data<'a> {
+            r#type: &'static str,
+            attributes: &'a Manifest,
+            relationships: Map<String, Value>,
+        }
+        let data = Data { r#type: "app_services_manifest", attributes: manifest, relationships: Map::new() };
+        let call = Call::new(Method::PUT, route, route).json(&Body { data })?.not_idempotent();
         job_of(&self.http.json::<Value>(call).await?)
     }
 
