@@ -255,6 +255,7 @@ async fn run(options: Options) {
     wait_for(deadline, "all Ready", || async { tracker.ready_at(1).len() == n }).await;
     let all_ready = started.elapsed();
     let created = count().await;
+    let mut memory = vec![("created", memory_kib(pid))];
     let created_at = created_at.lock().unwrap().clone();
     let mut latencies: Vec<f64> = tracker
         .ready_at(1)
@@ -287,6 +288,7 @@ async fn run(options: Options) {
     // a change (Apolo redeploys): a drift period, so that the steady state starts steady.
     tokio::time::sleep(drift).await;
     let changed = count().await;
+    memory.push(("changed", memory_kib(pid)));
     // The change's window spans drift checks too: what they cost at the steady rate is taken off below.
     let change_window = change_started.elapsed();
 
@@ -295,6 +297,7 @@ async fn run(options: Options) {
     println!("steady state for {steady_periods} drift periods: operator pid {pid}");
     tokio::time::sleep(drift * steady_periods).await;
     let steady = count().await;
+    memory.push(("steady", memory_kib(pid)));
 
     // Delete.
     let deleting = count().await;
@@ -314,7 +317,8 @@ async fn run(options: Options) {
     wait_for(deadline, "all gone", || async { tracker.live() == 0 }).await;
     let all_gone = delete_started.elapsed();
     let deleted = count().await;
-    let rss_mib = peak_rss_kib(pid) as f64 / 1024.0;
+    memory.push(("deleted", memory_kib(pid)));
+    let rss_mib = memory_kib(pid).0 as f64 / 1024.0;
     drop(operator);
 
     // The floor, in a namespace no operator watches.
@@ -417,6 +421,15 @@ async fn run(options: Options) {
             "control_plane_cpu_seconds_per_period_without_operator": idle.plane_cpu,
         },
         "operator_peak_rss_mib": rss_mib,
+        // At the end of each phase: the peak so far (VmHWM) and what is resident then (VmRSS), to tell a
+        // transient peak from what the operator keeps.
+        "operator_memory_mib_by_phase": memory
+            .iter()
+            .map(|(phase, (peak, resident))| {
+                let mib = |kib: &u64| *kib as f64 / 1024.0;
+                (phase.to_string(), json!({"peak": mib(peak), "resident": mib(resident)}))
+            })
+            .collect::<serde_json::Map<String, Value>>(),
     });
     print_table(&report);
     let dir = repo_root().join("target/bench");
@@ -501,6 +514,10 @@ fn print_table(r: &Value) {
         f(&r["all_changed_seconds"]),
         f(&r["all_gone_seconds"]),
         f(&r["operator_peak_rss_mib"])
+    );
+    println!(
+        "operator memory at the end of each phase, MiB (peak so far, resident): {}",
+        r["operator_memory_mib_by_phase"]
     );
 }
 
@@ -726,10 +743,14 @@ fn descendants(pid: u32) -> Vec<u32> {
     all
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
+/// The operator's peak resident memory so far (`VmHWM`) and its resident memory now (`VmRSS`), in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
 }

@@ -138,7 +138,7 @@ async fn write(writer: &ManifestWriter, cr: &AppService) -> Result<String, Platf
     match writer.submit(&cr.spec.name, upsert(cr)).await {
         Err(PlatformError::Conflict(why)) => {
             let manifest = writer.read().await?;
-            let mark = manifest.service(&cr.spec.name).and_then(owner_mark);
+            let mark = manifest.service(&cr.spec.name).as_ref().and_then(owner_mark);
             match foreign(cr, mark.as_ref()) {
                 Some(other) => Err(conflict(cr, &object(cr), other, &cr.spec.name)),
                 None => Err(PlatformError::Conflict(why)),
@@ -182,7 +182,7 @@ impl Probe<ManifestWriter> for Listed {
     ) -> BoxFuture<'a, Result<bool, PlatformError>> {
         Box::pin(async move {
             let manifest = writer.read_within(max_age).await?;
-            Ok(manifest.service(&self.name).is_some_and(|s| tether_platforms::listing::digest(s) == self.entry))
+            Ok(manifest.service(&self.name).is_some_and(|s| tether_platforms::listing::digest(&s) == self.entry))
         })
     }
 }
@@ -216,6 +216,7 @@ impl Adapter for Iguazio {
         }
         let manifest = writer.read_within(cr.shared_read_age).await?;
         let Some(remote) = manifest.service(&cr.spec.name) else { return Ok(Observation::Absent) };
+        let remote = &remote;
         if !may_observe::<AppService>(cr, owner_mark(remote).as_ref(), &object(cr), &cr.spec.name)? {
             return Ok(Observation::Absent);
         }

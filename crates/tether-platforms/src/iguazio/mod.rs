@@ -33,14 +33,98 @@ pub struct Manifest {
 
 /// `GET /api/app_services_manifests` answers `{"data": [{"attributes": <manifest>, ...}]}`.
 #[derive(Deserialize)]
-struct ManifestAnswer {
-    #[serde(default)]
-    data: Vec<ManifestEntry>,
+struct ManifestAnswer<M> {
+    #[serde(default = "Vec::new")]
+    data: Vec<ManifestEntry<M>>,
 }
 
 #[derive(Deserialize)]
-struct ManifestEntry {
-    attributes: Manifest,
+struct ManifestEntry<M> {
+    attributes: M,
+}
+
+/// A read of the manifest to share among the readers of a tenant (its resources' observes and drift
+/// checks), each service kept as the JSON text the platform sent and decoded when asked for. A tenant's
+/// manifest holds every app service of the tenant, and each read of it stays alive while a reader uses
+/// it: parsed into `Map`s, a service takes several times the room of its text. Every entry is decoded
+/// once when the read arrives, so a manifest [`Manifest`] would refuse is refused here too.
+#[derive(Debug, Default)]
+pub struct ManifestRead {
+    /// `state`, `running_modification_job`, `last_error` and the rest, verbatim.
+    pub attributes: Map<String, Value>,
+    services: Vec<Box<serde_json::value::RawValue>>,
+    /// The position of the first service of each name.
+    index: std::collections::HashMap<Box<str>, usize>,
+}
+
+impl ManifestRead {
+    /// The service named `name` (the first, should the platform list it twice), decoded.
+    pub fn service(&self, name: &str) -> Option<AppService> {
+        let text = self.services.get(*self.index.get(name)?)?;
+        // Decoded once already when the read arrived (see `Deserialize`): this cannot fail.
+        serde_json::from_str(text.get()).ok()
+    }
+
+    /// How many services the manifest lists.
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Whether it lists none.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// The apply job in flight, if any.
+    pub fn running_job(&self) -> Option<&str> {
+        running_job(&self.attributes)
+    }
+}
+
+impl<'de> Deserialize<'de> for ManifestRead {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ManifestRead;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an app-services manifest")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> std::result::Result<ManifestRead, M::Error> {
+                use serde::de::Error as _;
+                let mut read = ManifestRead::default();
+                let mut listed = false;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "app_services" {
+                        read.attributes.insert(key, map.next_value()?);
+                        continue;
+                    }
+                    let services: Vec<Box<serde_json::value::RawValue>> = map.next_value()?;
+                    read.index.clear();
+                    for (position, text) in services.iter().enumerate() {
+                        let service: AppService = serde_json::from_str(text.get())
+                            .map_err(|e| M::Error::custom(format!("app_services[{position}]: {e}")))?;
+                        read.index.entry(service.name().into()).or_insert(position);
+                    }
+                    read.services = services;
+                    listed = true;
+                }
+                if !listed {
+                    return Err(M::Error::missing_field("app_services"));
+                }
+                Ok(read)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+fn running_job(attributes: &Map<String, Value>) -> Option<&str> {
+    attributes.get("running_modification_job").and_then(Value::as_str).filter(|j| !j.is_empty())
 }
 
 /// Positions of [`Manifest::app_services`] by name. Not part of the manifest's value (equal always) and
@@ -135,7 +219,7 @@ impl Manifest {
 
     /// The apply job in flight, if any.
     pub fn running_job(&self) -> Option<&str> {
-        self.attributes.get("running_modification_job").and_then(Value::as_str).filter(|j| !j.is_empty())
+        running_job(&self.attributes)
     }
 }
 
@@ -254,11 +338,21 @@ impl Client {
         Ok((user, tenant))
     }
 
-    /// `GET /api/app_services_manifests`: the tenant's one manifest.
+    /// `GET /api/app_services_manifests`: the tenant's one manifest, to edit.
     pub async fn manifest(&self) -> Result<Manifest> {
+        self.get_manifest().await
+    }
+
+    /// `GET /api/app_services_manifests`: the tenant's one manifest, to read and share
+    /// ([`ManifestRead`]: each service kept as its text).
+    pub async fn manifest_read(&self) -> Result<ManifestRead> {
+        self.get_manifest().await
+    }
+
+    async fn get_manifest<M: serde::de::DeserializeOwned>(&self) -> Result<M> {
         let route = "/api/app_services_manifests";
-        // Decoded straight into the typed manifest: no `Value` tree of the whole answer, nor a copy of it.
-        let answer: ManifestAnswer = self.http.json(Call::new(Method::GET, route, route)).await?;
+        // Decoded straight into its type: no `Value` tree of the whole answer, nor a copy of it.
+        let answer: ManifestAnswer<M> = self.http.json(Call::new(Method::GET, route, route)).await?;
         let manifest = answer.data.into_iter().next().map(|m| m.attributes);
         manifest.ok_or_else(|| Error::Decode("no manifest in the answer".into()))
     }
@@ -351,5 +445,41 @@ mod tests {
         manifest.app_services.swap(0, 1);
         assert_eq!(manifest.service("a").map(|s| &s.spec["image"]), Some(&json!("2")), "moved");
         assert_eq!(manifest.clone(), manifest, "the index is not part of the value");
+    }
+
+    /// A shared read answers as the edited manifest does: the same entries (the first of a name), the
+    /// attributes verbatim, and the same refusals.
+    #[test]
+    fn a_shared_read_decodes_each_service_as_the_manifest_does() {
+        let answer = json!({
+            "app_services": [
+                {"spec": {"name": "a", "kind": "jupyter", "image": "1", "extra": {"deep": [1, null]}},
+                 "meta": {"annotations": {"tether.dev/owner-uid": "u"}}, "status": {"state": "ready"}},
+                {"spec": {"name": "b", "kind": "shell"}},
+                {"spec": {"name": "a", "kind": "jupyter", "image": "2"}},
+            ],
+            "state": "ready", "running_modification_job": "job-1", "last_error": null, "tenant_id": "t",
+        });
+        let text = answer.to_string();
+        let read: ManifestRead = serde_json::from_str(&text).unwrap();
+        let manifest: Manifest = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.len(), 3);
+        for name in ["a", "b", "c"] {
+            assert_eq!(read.service(name).as_ref(), manifest.service(name), "{name}");
+        }
+        assert_eq!(read.service("a").unwrap().owner_uid(), Some("u"));
+        assert_eq!(read.attributes, manifest.attributes);
+        assert_eq!((read.running_job(), manifest.running_job()), (Some("job-1"), Some("job-1")));
+
+        for refused in [
+            json!({"state": "ready"}),
+            json!({"app_services": null}),
+            json!({"app_services": [{"spec": "not an object"}]}),
+            json!({"app_services": [{"meta": {}}]}),
+        ] {
+            let text = refused.to_string();
+            assert!(serde_json::from_str::<Manifest>(&text).is_err(), "the manifest refuses {refused}");
+            assert!(serde_json::from_str::<ManifestRead>(&text).is_err(), "so does the read: {refused}");
+        }
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::{AppService, Client, Manifest};
+use super::{AppService, Client, Manifest, ManifestRead};
 use crate::error::{Error, Result};
 
 /// The `meta.annotations` key recording the restart request last acted on, so each request restarts once.
@@ -106,7 +106,7 @@ struct Tenant {
     pending: Mutex<BTreeMap<String, Pending>>,
     writing: tokio::sync::Mutex<()>,
     /// The last read and when its GET began, shared by readers who asked before that.
-    last_read: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Manifest>)>>,
+    last_read: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<ManifestRead>)>>,
 }
 
 /// A tenant, as the process knows it: the endpoint and the tenant id the manifest names.
@@ -152,7 +152,7 @@ impl ManifestWriter {
     async fn tenant(&self) -> Result<&Arc<Tenant>> {
         self.tenant
             .get_or_try_init(|| async {
-                let manifest = self.client.manifest().await?;
+                let manifest = self.client.manifest_read().await?;
                 let id = manifest.attributes.get("tenant_id").and_then(Value::as_str).unwrap_or_default();
                 // A manifest that names no tenant shares the endpoint's queue: over-serialised, never racing.
                 Ok(tenant((self.client.http.endpoint().to_string(), id.to_string())))
@@ -168,7 +168,7 @@ impl ManifestWriter {
     /// The manifest, read no earlier than this call: callers who ask while a read is under way wait for the
     /// next one and share it, so N resources observed at once (as at start-up) make one GET per round, not
     /// N, and none sees a manifest older than its question.
-    pub async fn read(&self) -> Result<Arc<Manifest>> {
+    pub async fn read(&self) -> Result<Arc<ManifestRead>> {
         self.read_within(Duration::ZERO).await
     }
 
@@ -176,8 +176,8 @@ impl ManifestWriter {
     /// write to the tenant came after it: drift checks of the many services of one tenant share a read.
     /// The last read is the newest any caller saw, so a caller never sees state older than a read it acted on.
     /// Shared, not copied: a tenant's manifest holds every app service of the tenant, and each of them is
-    /// observed from it.
-    pub async fn read_within(&self, max_age: Duration) -> Result<Arc<Manifest>> {
+    /// observed from it; each service is kept as its text ([`ManifestRead`]), decoded for the one asking.
+    pub async fn read_within(&self, max_age: Duration) -> Result<Arc<ManifestRead>> {
         let asked = tokio::time::Instant::now();
         let mut last = self.tenant().await?.last_read.lock().await;
         // A `max_age` too long to add counts as forever.
@@ -187,7 +187,7 @@ impl ManifestWriter {
             return Ok(manifest.clone());
         }
         let began = tokio::time::Instant::now();
-        let manifest = Arc::new(self.client.manifest().await?);
+        let manifest = Arc::new(self.client.manifest_read().await?);
         *last = Some((began, manifest.clone()));
         Ok(manifest)
     }

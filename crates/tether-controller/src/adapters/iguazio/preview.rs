@@ -21,7 +21,7 @@ impl Preview for Iguazio {
         let manifest = writer.read_within(cr.shared_read_age).await?;
         let Some(remote) = manifest.service(&cr.spec.name) else { return Ok(Plan::UpToDate { external_id }) };
         let (mut changes, mut actions) = (Vec::new(), Vec::new());
-        for name in differences(cr, remote) {
+        for name in differences(cr, &remote) {
             match (fields.get(&name), name.as_str()) {
                 (Some(new), _) => changes.push(FieldChange {
                     old: remote.spec.get(&name).cloned().unwrap_or(Value::Null),
