@@ -318,7 +318,8 @@ async fn run(options: Options) {
     let all_gone = delete_started.elapsed();
     let deleted = count().await;
     memory.push(("deleted", memory_kib(pid)));
-    let rss_mib = memory_kib(pid).0 as f64 / 1024.0;
+    // The peak of the whole run: the last phase's peak so far.
+    let rss_mib = memory.last().map_or(0, |(_, (peak, _))| *peak) as f64 / 1024.0;
     drop(operator);
 
     // The floor, in a namespace no operator watches.
@@ -421,15 +422,15 @@ async fn run(options: Options) {
             "control_plane_cpu_seconds_per_period_without_operator": idle.plane_cpu,
         },
         "operator_peak_rss_mib": rss_mib,
-        // At the end of each phase: the peak so far (VmHWM) and what is resident then (VmRSS), to tell a
-        // transient peak from what the operator keeps.
+        // At the end of each phase, in phase order: the peak so far (VmHWM) and what is resident then
+        // (VmRSS), to tell a transient peak from what the operator keeps.
         "operator_memory_mib_by_phase": memory
             .iter()
             .map(|(phase, (peak, resident))| {
                 let mib = |kib: &u64| *kib as f64 / 1024.0;
-                (phase.to_string(), json!({"peak": mib(peak), "resident": mib(resident)}))
+                json!({"phase": phase, "peak": mib(peak), "resident": mib(resident)})
             })
-            .collect::<serde_json::Map<String, Value>>(),
+            .collect::<Vec<Value>>(),
     });
     print_table(&report);
     let dir = repo_root().join("target/bench");
