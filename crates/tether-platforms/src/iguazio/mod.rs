@@ -53,6 +53,8 @@ pub struct ManifestRead {
     /// `state`, `running_modification_job`, `last_error` and the rest, verbatim.
     pub attributes: Map<String, Value>,
     services: Vec<Box<serde_json::value::RawValue>>,
+    /// The name of each service, by position.
+    names: Vec<Box<str>>,
     /// The position of the first service of each name.
     index: std::collections::HashMap<Box<str>, usize>,
 }
@@ -63,6 +65,12 @@ impl ManifestRead {
         let text = self.services.get(*self.index.get(name)?)?;
         // Decoded once already when the read arrived (see `Deserialize`): this cannot fail.
         serde_json::from_str(text.get()).ok()
+    }
+
+    /// Each service's name and its text, in the manifest's order: what a write that changes a few entries
+    /// sends back of the others (see `writer::Edited`).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, &serde_json::value::RawValue)> {
+        self.names.iter().map(|name| &**name).zip(self.services.iter().map(|text| &**text))
     }
 
     /// How many services the manifest lists.
@@ -105,10 +113,13 @@ impl<'de> Deserialize<'de> for ManifestRead {
                     }
                     let services: Vec<Box<serde_json::value::RawValue>> = map.next_value()?;
                     read.index.clear();
+                    read.names.clear();
                     for (position, text) in services.iter().enumerate() {
                         let service: AppService = serde_json::from_str(text.get())
                             .map_err(|e| M::Error::custom(format!("app_services[{position}]: {e}")))?;
-                        read.index.entry(service.name().into()).or_insert(position);
+                        let name: Box<str> = service.name().into();
+                        read.index.entry(name.clone()).or_insert(position);
+                        read.names.push(name);
                     }
                     read.services = services;
                     listed = true;
@@ -359,18 +370,18 @@ impl Client {
 
     /// `PUT /api/app_services_manifests`: writes the whole manifest; returns the apply job. The write is
     /// not retried after a 5xx: the job may have started, and re-reading the manifest tells.
-    pub async fn put_manifest(&self, manifest: &Manifest) -> Result<Job> {
+    pub async fn put_manifest(&self, manifest: &impl Serialize) -> Result<Job> {
         let route = "/api/app_services_manifests";
         // Serialised from the manifest itself: a `json!` body would first copy every service into a
         // `Value` tree.
         #[derive(Serialize)]
-        struct Body<'a> {
-            data: Data<'a>,
+        struct Body<'a, M> {
+            data: Data<'a, M>,
         }
         #[derive(Serialize)]
-        struct Data<'a> {
+        struct Data<'a, M> {
             r#type: &'static str,
-            attributes: &'a Manifest,
+            attributes: &'a M,
             relationships: Map<String, Value>,
         }
         let data = Data { r#type: "app_services_manifest", attributes: manifest, relationships: Map::new() };

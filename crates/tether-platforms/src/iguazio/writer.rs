@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::{AppService, Client, Manifest, ManifestRead};
+use super::{AppService, Client, ManifestRead};
 use crate::error::{Error, Result};
 
 /// The `meta.annotations` key recording the restart request last acted on, so each request restarts once.
@@ -241,7 +241,7 @@ impl ManifestWriter {
                 Err(e) => break Err(e),
             };
             let next;
-            (next, refused) = apply(manifest, &batch);
+            (next, refused) = apply(&manifest, &batch);
             if refused.len() == batch.len() {
                 // Every change was refused: nothing to write.
                 break Ok(String::new());
@@ -266,16 +266,18 @@ impl ManifestWriter {
         }
     }
 
-    /// Reads the manifest, first waiting for the apply job in flight (whoever started it) to end.
-    async fn wait_for_running_job(&self) -> Result<Manifest> {
-        let manifest = self.client.manifest().await?;
+    /// Reads the manifest, first waiting for the apply job in flight (whoever started it) to end. Read as
+    /// text ([`ManifestRead`]): a write changes a few entries and sends the others back, each decoded only
+    /// while it is serialised, so no whole decoded manifest is held during the write.
+    async fn wait_for_running_job(&self) -> Result<ManifestRead> {
+        let manifest = self.client.manifest_read().await?;
         let Some(job) = manifest.running_job().map(str::to_string) else { return Ok(manifest) };
         match self.client.wait_job(&job, self.timing.poll, self.timing.timeout).await {
             // A failed job is reported on its services' status; it does not stop other writes.
             Ok(_) | Err(Error::Platform(_)) => {}
             Err(e) => return Err(e),
         }
-        self.client.manifest().await
+        self.client.manifest_read().await
     }
 }
 
@@ -288,7 +290,7 @@ fn contested(name: &str, queued: &Change, next: &Change) -> Option<String> {
 
 /// Why an owned change of the entry `name` is refused, if it is: the entry records another owner, or (for
 /// a remove) is not there.
-fn refusal(manifest: &Manifest, name: &str, change: &Change) -> Option<Error> {
+fn refusal(manifest: &ManifestRead, name: &str, change: &Change) -> Option<Error> {
     let (Some(owner), change) = change.parts() else { return None };
     let Some(entry) = manifest.service(name) else {
         let absent = Error::NotFound(format!("app service {name} is not in the manifest"));
@@ -308,10 +310,10 @@ fn refusal(manifest: &Manifest, name: &str, change: &Change) -> Option<Error> {
 /// The manifest with the batch applied, and the owned changes refused (by service name, with the answer
 /// for their callers): only the named entries change; every other entry goes back as read, with both mark
 /// flags false so it is not redeployed.
-fn apply(mut manifest: Manifest, batch: &BTreeMap<String, Pending>) -> (Manifest, BTreeMap<String, Error>) {
+fn apply<'a>(manifest: &'a ManifestRead, batch: &BTreeMap<String, Pending>) -> (Edited<'a>, BTreeMap<String, Error>) {
     let refused: BTreeMap<String, Error> = batch
         .iter()
-        .filter_map(|(name, pending)| Some((name.clone(), refusal(&manifest, name, &pending.change)?)))
+        .filter_map(|(name, pending)| Some((name.clone(), refusal(manifest, name, &pending.change)?)))
         .collect();
     let changes: BTreeMap<&str, (Option<&Owner>, &Change)> = batch
         .iter()
@@ -319,58 +321,122 @@ fn apply(mut manifest: Manifest, batch: &BTreeMap<String, Pending>) -> (Manifest
         .map(|(name, pending)| (name.as_str(), pending.change.parts()))
         .collect();
     let mut scales_from_zero = false;
-    for service in &mut manifest.app_services {
-        service.spec.insert("mark_as_changed".into(), Value::Bool(false));
-        service.spec.insert("mark_for_restart".into(), Value::Bool(false));
+    let mut services = Vec::with_capacity(manifest.len() + changes.len());
+    let mut upserted = std::collections::HashSet::new();
+    for (name, text) in manifest.entries() {
+        match changes.get(name) {
+            Some((_, Change::Remove)) => {}
+            // The first entry of the name is the one written (the others go back as read).
+            Some(&(owner, change)) if upserted.insert(name) => {
+                // Decoded once on arrival: this cannot fail.
+                let mut service: AppService = serde_json::from_str(text.get()).unwrap_or_default();
+                scales_from_zero |= upsert(&mut service, true, owner, change);
+                services.push(Entry::Written(service));
+            }
+            _ => services.push(Entry::AsRead(text)),
+        }
     }
-    manifest.app_services.retain(|s| !matches!(changes.get(s.name()), Some((_, Change::Remove))));
     for (&name, &(owner, change)) in &changes {
-        let Change::Upsert { spec, labels, restart_token } = change else { continue };
-        let index = manifest.app_services.iter().position(|s| s.name() == name);
-        let existed = index.is_some();
-        let index = index.unwrap_or_else(|| {
-            manifest.app_services.push(AppService::default());
-            manifest.app_services.len() - 1
-        });
-        let service = &mut manifest.app_services[index];
-        let mut next = service.spec.clone();
-        next.extend(spec.iter().map(clone_entry));
-        let changed = without_flags(&next) != without_flags(&service.spec);
-        if service.state() == Some("scaledToZero") && next.get("desired_state") == Some(&Value::from("ready")) {
-            scales_from_zero = true;
-        }
-        let restart = existed && restart_token.is_some() && restart_token.as_deref() != service.restart_token();
-        next.insert("mark_as_changed".into(), Value::Bool(changed || !existed));
-        next.insert("mark_for_restart".into(), Value::Bool(restart));
-        service.spec = next;
-        let meta = service.meta.get_or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(meta) = meta {
-            if let Some(labels) = labels {
-                meta.insert("labels".into(), Value::Object(labels.clone()));
-            }
-            let mut notes: Vec<(&str, &str)> = Vec::new();
-            if let Some(token) = restart_token {
-                notes.push((RESTART_TOKEN, token.as_str()));
-            }
-            if let Some(owner) = owner {
-                notes.extend([(OWNER_UID, owner.uid.as_str()), (OWNER, owner.name.as_str())]);
-            }
-            if !notes.is_empty() {
-                let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(annotations) = annotations {
-                    annotations.extend(notes.into_iter().map(|(k, v)| (k.to_string(), Value::from(v))));
-                }
-            }
+        if matches!(change, Change::Upsert { .. }) && !upserted.contains(name) {
+            let mut service = AppService::default();
+            scales_from_zero |= upsert(&mut service, false, owner, change);
+            services.push(Entry::Written(service));
         }
     }
+    let mut attributes = manifest.attributes.clone();
     // Scaling from zero needs the owner-edit mode on platform 3.5.3 and later (§5).
     if scales_from_zero {
-        manifest.attributes.insert("apply_services_mode".into(), Value::from("serviceOwnerEdit"));
+        attributes.insert("apply_services_mode".into(), Value::from("serviceOwnerEdit"));
     }
-    manifest.attributes.insert("force_apply_all_mode".into(), Value::from("disabled"));
+    attributes.insert("force_apply_all_mode".into(), Value::from("disabled"));
     // The platform answers nulls the vendor SDK never sends back (it serialises without None).
-    manifest.attributes.retain(|_, v| !v.is_null());
-    (manifest, refused)
+    attributes.retain(|_, v| !v.is_null());
+    (Edited { services, attributes }, refused)
+}
+
+/// Applies an upsert to `service` (as read, if it `existed`, else empty); whether it scales the service
+/// from zero. Other changes leave it as it is.
+fn upsert(service: &mut AppService, existed: bool, owner: Option<&Owner>, change: &Change) -> bool {
+    let Change::Upsert { spec, labels, restart_token } = change else { return false };
+    unmark(service);
+    let mut next = service.spec.clone();
+    next.extend(spec.iter().map(clone_entry));
+    let changed = without_flags(&next) != without_flags(&service.spec);
+    let scales_from_zero =
+        service.state() == Some("scaledToZero") && next.get("desired_state") == Some(&Value::from("ready"));
+    let restart = existed && restart_token.is_some() && restart_token.as_deref() != service.restart_token();
+    next.insert("mark_as_changed".into(), Value::Bool(changed || !existed));
+    next.insert("mark_for_restart".into(), Value::Bool(restart));
+    service.spec = next;
+    let meta = service.meta.get_or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        if let Some(labels) = labels {
+            meta.insert("labels".into(), Value::Object(labels.clone()));
+        }
+        let mut notes: Vec<(&str, &str)> = Vec::new();
+        if let Some(token) = restart_token {
+            notes.push((RESTART_TOKEN, token.as_str()));
+        }
+        if let Some(owner) = owner {
+            notes.extend([(OWNER_UID, owner.uid.as_str()), (OWNER, owner.name.as_str())]);
+        }
+        if !notes.is_empty() {
+            let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(annotations) = annotations {
+                annotations.extend(notes.into_iter().map(|(k, v)| (k.to_string(), Value::from(v))));
+            }
+        }
+    }
+    scales_from_zero
+}
+
+/// Both mark flags false: the entry is sent back without asking for a redeploy or a restart.
+fn unmark(service: &mut AppService) {
+    service.spec.insert("mark_as_changed".into(), Value::Bool(false));
+    service.spec.insert("mark_for_restart".into(), Value::Bool(false));
+}
+
+/// The manifest a write sends: the entries it changed, decoded, and the others as read, each decoded only
+/// while it is serialised (to send it back unmarked), so a write of a tenant of thousands of services holds
+/// one of them decoded at a time, not the whole manifest.
+struct Edited<'a> {
+    services: Vec<Entry<'a>>,
+    attributes: Map<String, Value>,
+}
+
+enum Entry<'a> {
+    AsRead(&'a serde_json::value::RawValue),
+    Written(AppService),
+}
+
+impl serde::Serialize for Edited<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        struct Services<'s, 'a>(&'s [Entry<'a>]);
+        impl serde::Serialize for Services<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                use serde::ser::{Error as _, SerializeSeq as _};
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for entry in self.0 {
+                    match entry {
+                        Entry::AsRead(text) => {
+                            let mut service: AppService = serde_json::from_str(text.get()).map_err(S::Error::custom)?;
+                            unmark(&mut service);
+                            seq.serialize_element(&service)?;
+                        }
+                        Entry::Written(service) => seq.serialize_element(service)?,
+                    }
+                }
+                seq.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(1 + self.attributes.len()))?;
+        map.serialize_entry("app_services", &Services(&self.services))?;
+        for (key, value) in &self.attributes {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 fn clone_entry((k, v): (&String, &Value)) -> (String, Value) {
@@ -386,8 +452,47 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn manifest(services: Value) -> Manifest {
-        serde_json::from_value(json!({"app_services": services, "state": "ready", "last_error": null})).unwrap()
+    use crate::iguazio::Manifest;
+
+    fn manifest(services: Value) -> ManifestRead {
+        let text = json!({"app_services": services, "state": "ready", "last_error": null}).to_string();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// `apply` of the batch to `current`, and the manifest it writes, as the platform decodes it.
+    fn applied(current: &ManifestRead, batch: &BTreeMap<String, Pending>) -> (Manifest, BTreeMap<String, Error>) {
+        let (edited, refused) = apply(current, batch);
+        (serde_json::from_str(&serde_json::to_string(&edited).unwrap()).unwrap(), refused)
+    }
+
+    /// A manifest written, read back.
+    fn read_back(written: &Manifest) -> ManifestRead {
+        serde_json::from_str(&serde_json::to_string(written).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn entries_not_changed_go_back_as_read_but_unmarked_and_in_their_order() {
+        let current = manifest(json!([
+            {"spec": {"name": "b", "kind": "shell", "mark_for_restart": true, "weird": [1, {"x": null}]},
+             "meta": {"labels": {"a": "1"}}, "status": {"state": "ready", "extra": 1.5}},
+            {"spec": {"name": "a", "kind": "shell"}},
+            {"spec": {"name": "a", "kind": "shell", "description": "second of the name"}},
+        ]));
+        let mut batch = BTreeMap::new();
+        batch.insert("a".into(), upsert(json!({"name": "a", "kind": "shell", "description": "new"}), None));
+        let (next, _) = applied(&current, &batch);
+        let specs: Vec<Option<&Value>> = next.app_services.iter().map(|s| s.spec.get("description")).collect();
+        assert_eq!(
+            specs,
+            [None, Some(&json!("new")), Some(&json!("second of the name"))],
+            "the first of a name is written"
+        );
+        let b = &next.app_services[0];
+        assert_eq!(b.spec["weird"], json!([1, {"x": null}]));
+        assert_eq!((&b.spec["mark_as_changed"], &b.spec["mark_for_restart"]), (&json!(false), &json!(false)));
+        assert_eq!(b.meta, Some(json!({"labels": {"a": "1"}})));
+        assert_eq!(b.status.as_ref().unwrap()["extra"], 1.5);
+        assert_eq!(next.app_services[2].spec["mark_as_changed"], false);
     }
 
     fn upsert(spec: Value, restart_token: Option<&str>) -> Pending {
@@ -408,7 +513,7 @@ mod tests {
         batch.insert("a".into(), upsert(json!({"name": "a", "kind": "jupyter", "jupyter": {"image_name": "y"}}), None));
         batch.insert("c".into(), Pending { change: Change::Remove, waiters: vec![] });
         batch.insert("d".into(), upsert(json!({"name": "d", "kind": "shell"}), Some("t0")));
-        let (next, refused) = apply(current, &batch);
+        let (next, refused) = applied(&current, &batch);
         assert!(refused.is_empty());
         let specs: Vec<Value> = next.app_services.iter().map(|s| Value::Object(s.spec.clone())).collect();
         assert_eq!(
@@ -429,11 +534,11 @@ mod tests {
         let current = manifest(json!([{"spec": {"name": "a", "kind": "shell"}, "status": {"state": "ready"}}]));
         let mut batch = BTreeMap::new();
         batch.insert("a".into(), upsert(json!({"name": "a", "kind": "shell"}), Some("t1")));
-        let (next, _) = apply(current, &batch);
+        let (next, _) = applied(&current, &batch);
         assert_eq!(next.app_services[0].spec["mark_as_changed"], false);
         assert_eq!(next.app_services[0].spec["mark_for_restart"], true);
         assert_eq!(next.app_services[0].restart_token(), Some("t1"));
-        let (again, _) = apply(next, &batch);
+        let (again, _) = applied(&read_back(&next), &batch);
         assert_eq!(again.app_services[0].spec["mark_for_restart"], false, "the same token restarts once");
     }
 
@@ -443,7 +548,7 @@ mod tests {
                                         "status": {"state": "scaledToZero"}}]));
         let mut batch = BTreeMap::new();
         batch.insert("a".into(), upsert(json!({"name": "a", "kind": "shell", "desired_state": "ready"}), None));
-        let (next, _) = apply(current, &batch);
+        let (next, _) = applied(&current, &batch);
         assert_eq!(next.attributes["apply_services_mode"], "serviceOwnerEdit");
         assert_eq!(next.app_services[0].spec["mark_as_changed"], true);
     }
@@ -469,7 +574,7 @@ mod tests {
         batch.insert("new".into(), owned("uid-b", false, shell("new", "b")));
         batch.insert("legacy".into(), owned("uid-b", false, shell("legacy", "")));
         batch.insert("theirs".into(), owned("uid-b", false, shell("theirs", "b")));
-        let (next, refused) = apply(current.clone(), &batch);
+        let (next, refused) = applied(&current, &batch);
         assert_eq!(refused.keys().collect::<Vec<_>>(), ["theirs"]);
         assert!(
             matches!(&refused["theirs"], Error::Conflict(m) if m.contains("team-a/svc (uid uid-a)")),
@@ -486,12 +591,12 @@ mod tests {
         // Taking over (an adoption asked for) re-marks it; the owner's own change goes through.
         let mut batch = BTreeMap::new();
         batch.insert("theirs".into(), owned("uid-b", true, shell("theirs", "b")));
-        let (taken, refused) = apply(current.clone(), &batch);
+        let (taken, refused) = applied(&current, &batch);
         assert!(refused.is_empty());
         assert_eq!(taken.service("theirs").unwrap().owner_uid(), Some("uid-b"));
         let mut batch = BTreeMap::new();
         batch.insert("theirs".into(), owned("uid-a", false, shell("theirs", "a2")));
-        let (kept, refused) = apply(current, &batch);
+        let (kept, refused) = applied(&current, &batch);
         assert!(refused.is_empty());
         assert_eq!(kept.service("theirs").unwrap().spec["description"], "a2");
     }
@@ -507,12 +612,12 @@ mod tests {
         ]));
         let mut batch = BTreeMap::new();
         batch.insert("svc".into(), owned("uid-new", false, shell("svc", "new")));
-        let (next, refused) = apply(current.clone(), &batch);
+        let (next, refused) = applied(&current, &batch);
         assert!(refused.is_empty(), "{refused:?}");
         assert_eq!(next.service("svc").unwrap().owner_uid(), Some("uid-new"));
         let mut batch = BTreeMap::new();
         batch.insert("svc".into(), owned("uid-new", false, Change::Remove));
-        let (next, refused) = apply(current, &batch);
+        let (next, refused) = applied(&current, &batch);
         assert!(refused.is_empty() && next.service("svc").is_none());
     }
 
@@ -528,7 +633,7 @@ mod tests {
         batch.insert("theirs".into(), owned("uid-b", false, Change::Remove));
         batch.insert("ours".into(), owned("uid-b", false, Change::Remove));
         batch.insert("absent".into(), owned("uid-b", false, Change::Remove));
-        let (next, refused) = apply(current, &batch);
+        let (next, refused) = applied(&current, &batch);
         assert_eq!(refused.keys().collect::<Vec<_>>(), ["absent", "theirs"]);
         assert!(refused.values().all(|e| matches!(e, Error::NotFound(_))), "{refused:?}");
         let names: Vec<&str> = next.app_services.iter().map(AppService::name).collect();
