@@ -357,8 +357,8 @@ fn apply<'a>(manifest: &'a ManifestRead, batch: &BTreeMap<String, Pending>) -> (
 /// Applies an upsert to `service` (as read, if it `existed`, else empty); whether it scales the service
 /// from zero. Other changes leave it as it is.
 fn upsert(service: &mut AppService, existed: bool, owner: Option<&Owner>, change: &Change) -> bool {
-    let Change::Upsert { spec, labels, restart_token } = change else { return false };
     unmark(service);
+    let Change::Upsert { spec, labels, restart_token } = change else { return false };
     let mut next = service.spec.clone();
     next.extend(spec.iter().map(clone_entry));
     let changed = without_flags(&next) != without_flags(&service.spec);
