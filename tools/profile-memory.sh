@@ -39,6 +39,10 @@ chmod +x "$out/wrapper"
 
 plane=$(tools/control-plane/build.sh)
 (cd crates/tether && TETHER_CONTROL_PLANE="$plane" TETHER_BIN="$out/wrapper" "$bench" --bench "$n" "$@")
+# The benchmark stops the process it started, heaptrack's script, which leaves the profiled operator
+# running; stop it too, and let heaptrack finish writing the profile.
+pkill -f "$out/tether-glibc run" || true
+for _ in $(seq 30); do pgrep -f "heaptrack_interpret|$out/tether-glibc run" >/dev/null || break; sleep 1; done
 profile=$(ls "$out"/operator.*)
 heaptrack_print -f "$profile" --print-peaks 1 --print-allocators 0 --print-temporary 0 --print-leaks 0 \
   --peak-limit 25 --sub-peak-limit 4 >"$out/peaks.txt"
