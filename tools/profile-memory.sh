@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Heap profile of the operator in the benchmark (`make profile-memory PROFILE_N=2000`): heaptrack around `tether run`
 # only, the simulators and the control plane as usual. heaptrack sees glibc's malloc alone, so the profiled
-# binary is built without the mimalloc feature (its RSS is not the release figure; its heap is the same).
+# binary is built without the jemalloc feature (its RSS is not the release figure; its heap is the same).
 # The benchmark's own "operator peak RSS" line is heaptrack's process then, not the operator's: read
 # heaptrack's "peak heap memory consumption" instead.
 #
