@@ -131,7 +131,7 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
 }
 
 /// What a user can ask of a resource: its generation (the spec), its annotations, its deletion.
-fn intent<K: Resource>(cr: &K) -> u64 {
+pub(crate) fn intent<K: Resource>(cr: &K) -> u64 {
     let meta = cr.meta();
     let mut hasher = DefaultHasher::new();
     (meta.generation, &meta.annotations, meta.deletion_timestamp.is_some()).hash(&mut hasher);

@@ -35,15 +35,11 @@ pub(crate) struct Versions {
     superseded: HashSet<String>,
     /// The version our last write produced.
     latest: Option<String>,
-    /// The generation and deletion of the object that write was made from. A write lands on whatever the
-    /// object is by then: an edit or a deletion made between the read and a status write is in the
-    /// version the write answers, so that version is Tether's alone only if these did not change.
-    basis: Option<(Option<i64>, bool)>,
-}
-
-/// What of an object a status or finalizer write by Tether cannot change.
-fn basis<K: Resource>(cr: &K) -> (Option<i64>, bool) {
-    (cr.meta().generation, cr.meta().deletion_timestamp.is_some())
+    /// What the object that write was made from asked for ([`crate::lanes::intent`]: generation,
+    /// annotations, deletion). A write lands on whatever the object is by then: an edit or a deletion made
+    /// between the read and a status write is in the version the write answers, so that version is
+    /// Tether's alone only if the intent did not change.
+    basis: Option<u64>,
 }
 
 impl<K: Resource<DynamicType = ()>> Default for OwnWrites<K> {
@@ -73,7 +69,8 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
             if entry.writes.superseded.contains(version) {
                 return Freshness::Stale;
             }
-            let ours = entry.writes.latest.as_ref() == Some(version) && entry.writes.basis == Some(basis(cr));
+            let ours =
+                entry.writes.latest.as_ref() == Some(version) && entry.writes.basis == Some(crate::lanes::intent(cr));
             entry.writes = Versions::default();
             if ours { Freshness::Ours } else { Freshness::Fresh }
         });
@@ -91,7 +88,7 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
             // A write the server found to change nothing keeps the version; that version is current.
             entry.superseded.remove(&after);
             entry.latest = Some(after);
-            entry.basis = Some(basis(read));
+            entry.basis = Some(crate::lanes::intent(read));
         });
     }
 }
@@ -146,7 +143,7 @@ mod tests {
         assert_eq!(writes.freshness(&at("5")), Freshness::Fresh, "someone wrote after us");
     }
 
-    /// A deletion (or an edit) lands between the reconcile's read and its status write: the version the
+    /// A deletion (or an edit, or a new annotation) lands between the reconcile's read and its status write: the version the
     /// write answers carries it, and must not pass for Tether's own (found by the chaos test, seed
     /// 1796306264930982549: a deleted UbiService kept its finalizer).
     #[test]
@@ -161,6 +158,10 @@ mod tests {
         let mut edited = at("5");
         edited.metadata.generation = Some(2);
         assert_eq!(writes.freshness(&edited), Freshness::Fresh);
+        writes.record(&at("5"), Some("7".into()));
+        let mut restart = at("7");
+        restart.metadata.annotations = Some([("tether.dev/restart".to_string(), "1".to_string())].into());
+        assert_eq!(writes.freshness(&restart), Freshness::Fresh, "an annotation asked for since the read");
     }
 
     #[test]
