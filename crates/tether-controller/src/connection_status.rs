@@ -155,7 +155,7 @@ async fn reconcile<K: ConnectionObject>(conn: Arc<K>, ctx: Arc<Context<K>>) -> R
     let account =
         connection::account(&ctx.sources, settings, conn.secret_namespace().as_deref(), &identity, &mut dependencies)
             .await;
-    ctx.dependencies.set(&ObjectRef::from_obj(conn.as_ref()), dependencies);
+    ctx.dependencies.set(&crate::memory::key(conn.as_ref()), dependencies);
     // A connection whose last check failed is checked with one attempt: the check's own period spaces
     // the retries (during an outage, four attempts per check would be most of the traffic).
     let failing = conn

@@ -192,7 +192,7 @@ impl<A: Adapter> Context<A> {
         if !selectors.is_empty() {
             let mut dependencies = Vec::new();
             let read = connection::read_values(&self.sources, &namespace, &selectors, &mut dependencies).await;
-            let reference = ObjectRef::from_obj(cr);
+            let reference = crate::memory::key(cr);
             self.dependencies.add(&reference, dependencies);
             inputs = read?;
         }
@@ -239,7 +239,7 @@ impl<A: Adapter> Context<A> {
         let mut dependencies = Vec::new();
         let account =
             connection::resolve(&self.sources, &namespace, cr.connection_ref(), A::PLATFORM, &mut dependencies).await;
-        self.dependencies.set(&ObjectRef::from_obj(cr), dependencies);
+        self.dependencies.set(&crate::memory::key(cr), dependencies);
         let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let account = match account {
             Ok(account) => account,

@@ -95,7 +95,7 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
     /// The lane of a reconcile of `cr`, consuming its wake mark. `settled`: its status says this generation
     /// was reconciled and nothing is converging.
     pub fn lane(&self, cr: &K, settled: bool) -> Lane {
-        let reference = ObjectRef::from_obj(cr);
+        let reference = crate::memory::key(cr);
         let (woken, seen) = self
             .memory
             .update_existing(&reference, |entry| (std::mem::take(&mut entry.woken), entry.seen))
@@ -122,7 +122,7 @@ impl<K: Resource<DynamicType = ()>> Lanes<K> {
     /// Records that `cr`, as it stands, has been reconciled.
     pub fn reconciled(&self, cr: &K) {
         let intent = intent(cr);
-        self.memory.update(&ObjectRef::from_obj(cr), |entry| {
+        self.memory.update(&crate::memory::key(cr), |entry| {
             if entry.seen.is_none_or(|seen| seen.intent != intent) {
                 entry.seen = Some(Seen { intent, since: Instant::now() });
             }

@@ -14,6 +14,19 @@ use std::time::Duration;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 
+/// The key of `object` in the per-resource maps (this memory, the drift queue, the dependency index): its
+/// namespace and name alone. [`ObjectRef::from_obj`] also carries its uid and resourceVersion, which keys
+/// neither compare nor hash by (kube-runtime's `extra`), and a resource has a key in each of those maps,
+/// one in the index per dependency, so they were a few hundred bytes per resource kept for nothing.
+pub(crate) fn key<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    let meta = object.meta();
+    let reference = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+    match meta.namespace.as_deref() {
+        Some(namespace) => reference.within(namespace),
+        None => reference,
+    }
+}
+
 /// One entry per resource this process reconciled (or was told about) and has not forgotten.
 pub(crate) struct Memory<K: Resource<DynamicType = ()>>(Mutex<HashMap<ObjectRef<K>, Remembered>>);
 
@@ -87,5 +100,20 @@ mod tests {
         assert_eq!(memory.read(&a, |e| e.map(|e| (e.failures, e.retry))), Some((1, Some(Duration::from_secs(2)))));
         memory.forget(&a);
         assert_eq!(memory.len(), 0);
+    }
+
+    #[test]
+    fn a_key_is_the_objects_reference_without_its_uid_and_version() {
+        let mut map = ConfigMap::default();
+        map.metadata.name = Some("a".into());
+        map.metadata.namespace = Some("n".into());
+        map.metadata.uid = Some("u-1".into());
+        map.metadata.resource_version = Some("7".into());
+        let full = ObjectRef::from_obj(&map);
+        let bare = key(&map);
+        assert_eq!(bare, full, "the same key");
+        assert_eq!((bare.extra.uid, bare.extra.resource_version), (None, None));
+        map.metadata.namespace = None;
+        assert_eq!(key(&map), ObjectRef::new("a"), "cluster-scoped");
     }
 }

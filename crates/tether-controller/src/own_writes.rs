@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use kube::Resource;
-use kube::runtime::reflector::ObjectRef;
 
 use crate::memory::Memory;
 
@@ -65,7 +64,7 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     /// How `cr` stands to this process's writes to it. Seeing one that is not stale forgets the writes.
     pub fn freshness(&self, cr: &K) -> Freshness {
         let Some(version) = cr.meta().resource_version.as_ref() else { return Freshness::Fresh };
-        let freshness = self.memory.update_existing(&ObjectRef::from_obj(cr), |entry| {
+        let freshness = self.memory.update_existing(&crate::memory::key(cr), |entry| {
             if entry.writes.superseded.contains(version) {
                 return Freshness::Stale;
             }
@@ -81,7 +80,7 @@ impl<K: Resource<DynamicType = ()>> OwnWrites<K> {
     /// resource version `written`.
     pub fn record(&self, read: &K, written: Option<String>) {
         let (Some(before), Some(after)) = (read.meta().resource_version.clone(), written) else { return };
-        self.memory.update(&ObjectRef::from_obj(read), |entry| {
+        self.memory.update(&crate::memory::key(read), |entry| {
             let entry = &mut entry.writes;
             entry.superseded.insert(before);
             entry.superseded.extend(entry.latest.take());

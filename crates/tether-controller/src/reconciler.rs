@@ -111,7 +111,7 @@ where
             .state()
             .iter()
             .filter(|o| gained & (1 << shards.shard_of(&o.namespace().unwrap_or_default(), &o.name_any())) != 0)
-            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .map(|o| crate::memory::key(o.as_ref()))
             .collect();
         Some((futures::stream::iter(woken), (held, now, shards, store)))
     })
@@ -172,7 +172,7 @@ pub async fn reconcile<A: Adapter>(cr: Arc<A::Resource>, ctx: Arc<Context<A>>) -
         name = %cr.name_any(),
         lane = tracing::field::Empty,
     );
-    let reference = ObjectRef::from_obj(cr.as_ref());
+    let reference = crate::memory::key(cr.as_ref());
     if let Some(shards) = &ctx.config.shards
         && !shards.holds(&cr.namespace().unwrap_or_default(), &cr.name_any())
     {
@@ -311,7 +311,7 @@ async fn report_failure<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, error: &
 
 /// Looks again when [`reconcile`] decided on its failure.
 pub fn error_policy<A: Adapter>(cr: Arc<A::Resource>, error: &Error, ctx: Arc<Context<A>>) -> Action {
-    let reference = ObjectRef::from_obj(cr.as_ref());
+    let reference = crate::memory::key(cr.as_ref());
     let decided = ctx.memory.update_existing(&reference, |entry| entry.retry.take()).flatten();
     Action::requeue(decided.unwrap_or_else(|| retry_delay::<A>(&cr, error, &ctx)))
 }
@@ -326,7 +326,7 @@ fn retry_delay<A: Adapter>(cr: &A::Resource, error: &Error, ctx: &Context<A>) ->
     if error.is_terminal() {
         return jitter(poll_interval(cr, &ctx.config));
     }
-    let count = ctx.memory.update(&ObjectRef::from_obj(cr), |entry| {
+    let count = ctx.memory.update(&crate::memory::key(cr), |entry| {
         entry.failures = entry.failures.saturating_add(1);
         entry.failures
     });
@@ -409,7 +409,7 @@ async fn step<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, lane: Lane) -> Ste
             });
             let period = poll_interval(&**cr, &ctx.config);
             ctx.drift.arm(
-                ObjectRef::from_obj(&**cr),
+                crate::memory::key(&**cr),
                 crate::drift::Arming { probe, client: client.clone(), period, outputs },
             );
             None
@@ -489,7 +489,7 @@ async fn ensure_absent<A: Adapter>(cr: &A::Resource, ctx: &Context<A>, deletion:
     }
     let remaining: Vec<String> = cr.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     patch_finalizers(cr, ctx, remaining).await?;
-    ctx.forget(&ObjectRef::from_obj(cr));
+    ctx.forget(&crate::memory::key(cr));
     Ok(Step::Done(None))
 }
 

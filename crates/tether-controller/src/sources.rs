@@ -51,19 +51,19 @@ impl Sources {
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
         let (connections_api, secrets_api): (Api<Connection>, Api<PartialObjectMeta<Secret>>) = scoped(&client);
-        let connections = watch(connections_api, changes.clone(), |c: &Connection| {
+        let connections = watch(connections_api, changes.clone(), prune, |c: &Connection| {
             let key = Dependency::Connection { namespace: c.namespace().unwrap_or_default(), name: c.name_any() };
             (key, signature(c.metadata.generation, c.status.as_ref()))
         });
         let cluster_connections =
-            watch(Api::<ClusterConnection>::all(client.clone()), changes.clone(), |c: &ClusterConnection| {
+            watch(Api::<ClusterConnection>::all(client.clone()), changes.clone(), prune, |c: &ClusterConnection| {
                 (
                     Dependency::ClusterConnection { name: c.name_any() },
                     signature(c.metadata.generation, c.status.as_ref()),
                 )
             });
         // By metadata only: Secret data never travels on the watch.
-        let secrets = watch(secrets_api, changes.clone(), |s: &PartialObjectMeta<Secret>| {
+        let secrets = watch(secrets_api, changes.clone(), prune_secret, |s: &PartialObjectMeta<Secret>| {
             let key = Dependency::Secret { namespace: s.namespace().unwrap_or_default(), name: s.name_any() };
             (key, s.resource_version())
         });
@@ -209,13 +209,14 @@ fn signature(generation: Option<i64>, status: Option<&tether_api::connection::Co
 fn watch<K>(
     api: Api<K>,
     changes: broadcast::Sender<Dependency>,
+    shed: fn(&mut K),
     key_and_signature: impl Fn(&K) -> (Dependency, Option<String>) + Send + 'static,
 ) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let events = watcher(api, watcher::Config::default()).default_backoff().modify(prune);
+    let events = watcher(api, watcher::Config::default()).default_backoff().modify(shed);
     let stream = reflector::reflector(writer, events);
     tokio::spawn(async move {
         futures::pin_mut!(stream);
@@ -285,6 +286,23 @@ pub(crate) fn prune<K: kube::Resource>(object: &mut K) {
     }
 }
 
+/// What a Secret's metadata keeps in the store: what its readers read ([`Sources::secret_meta`],
+/// [`Sources::watched_version`]: its resourceVersion, deletion and finalizers) and its name. Every Secret
+/// in scope is in the store (the outputs Secrets of every resource among them), and its labels,
+/// annotations, owner references, uid and creation time were most of its size; its data and whose it is
+/// are read from the Secret itself ([`Sources::secret`]).
+fn prune_secret(secret: &mut PartialObjectMeta<Secret>) {
+    let meta = &mut secret.metadata;
+    *meta = kube::core::ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        resource_version: meta.resource_version.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        finalizers: meta.finalizers.take(),
+        ..Default::default()
+    };
+}
+
 /// kubectl's client-side apply record.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -305,5 +323,33 @@ mod tests {
         assert_eq!(secret.metadata.managed_fields, None);
         assert_eq!(secret.metadata.annotations, Some([("team".to_string(), "a".to_string())].into()));
         assert_eq!(secret.metadata.finalizers, Some(vec![crate::annotations::IN_USE.to_string()]), "kept");
+    }
+
+    #[test]
+    fn a_stored_secret_keeps_only_what_its_readers_read() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+        let deleted = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let mut meta: PartialObjectMeta<Secret> = PartialObjectMeta {
+            metadata: kube::core::ObjectMeta {
+                name: Some("out".into()),
+                namespace: Some("team-a".into()),
+                resource_version: Some("42".into()),
+                uid: Some("u-1".into()),
+                deletion_timestamp: Some(deleted.clone()),
+                finalizers: Some(vec![crate::annotations::IN_USE.into()]),
+                labels: Some([("app".to_string(), "x".to_string())].into()),
+                annotations: Some([("team".to_string(), "a".to_string())].into()),
+                owner_references: Some(vec![OwnerReference { name: "svc".into(), ..Default::default() }]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        prune_secret(&mut meta);
+        let kept = &meta.metadata;
+        assert_eq!((kept.name.as_deref(), kept.namespace.as_deref()), (Some("out"), Some("team-a")));
+        assert_eq!(kept.resource_version.as_deref(), Some("42"));
+        assert_eq!(kept.deletion_timestamp, Some(deleted));
+        assert_eq!(kept.finalizers, Some(vec![crate::annotations::IN_USE.to_string()]));
+        assert_eq!((&kept.labels, &kept.annotations, &kept.owner_references, &kept.uid), (&None, &None, &None, &None));
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
-use crate::listing::{Listing, Scoped};
+use crate::listing::{Compact, Listing, Scoped};
 
 /// Apps per page of a listing: the server's default (the SDK never sends `size`).
 const SERVER_PAGE_SIZE: usize = 50;
@@ -79,7 +79,17 @@ pub struct Client {
     scope_query: [(String, String); 3],
     /// Each scope's live apps as last listed (list entries are whole apps), with what a caller derived
     /// from an app's details (input, revisions, outputs) for the entry it read them for.
-    listings: Arc<Scoped<App, Derived>>,
+    listings: Arc<Scoped<Listed, Derived>>,
+}
+
+/// An app as a listing keeps it: its display name, which a search by ownership marker compares without
+/// decoding, and the whole entry as its text, decoded for the one app a caller asks for. A listing holds
+/// one per live app of the scope, and a decoded entry (every field in a map) is several times the size
+/// of its text.
+#[derive(Clone, Debug)]
+struct Listed {
+    display_name: Box<str>,
+    app: Compact<App>,
 }
 
 /// What a caller derived from an app's details, kept with its listing (see [`Client::derived`]).
@@ -160,14 +170,14 @@ impl Client {
     }
 
     /// This scope's listing (one per scope and account; a scope that cannot be one gets its own, unused).
-    fn listing(&self) -> Arc<Listing<App, Derived>> {
+    fn listing(&self) -> Arc<Listing<Listed, Derived>> {
         self.listings.of(self.scope.as_deref().unwrap_or_default())
     }
 
     /// App `id` as of a listing of the scope's live apps begun at most `max_age` ago (one listing shared
     /// by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
     pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<App>> {
-        self.listing().entry(id, max_age, || self.live()).await
+        Ok(self.listing().entry(id, max_age, || self.live()).await?.and_then(|listed| listed.app.get()))
     }
 
     /// App `id` as of a young listing of the scope's live apps begun after Tether last wrote or read it,
@@ -175,12 +185,13 @@ impl Client {
     /// [`Listing::fresh`]); `None`: read it on its own (an app the listing lacks may be uninstalled).
     pub async fn fresh(&self, id: &str, max_age: Duration) -> Result<Option<App>> {
         let pages = |apps: usize| apps.div_ceil(SERVER_PAGE_SIZE);
-        Ok(self.listing().fresh(id, max_age, pages, || self.live()).await?.and_then(|apps| apps.get(id).cloned()))
+        Ok(self.listing().fresh(id, max_age, pages, || self.live()).await?.and_then(|apps| apps.get(id)?.app.get()))
     }
 
     /// What a listing holds: the scope's live apps by id.
-    async fn live(&self) -> Result<Vec<(String, App)>> {
-        Ok(self.list(&LIVE_STATES).await?.into_iter().map(|a| (a.id.clone(), a)).collect())
+    async fn live(&self) -> Result<Vec<(String, Listed)>> {
+        let listed = |a: &App| Listed { display_name: a.display_name.as_str().into(), app: Compact::of(a) };
+        Ok(self.list(&LIVE_STATES).await?.iter().map(|a| (a.id.clone(), listed(a))).collect())
     }
 
     /// What the caller kept with [`keep_derived`](Self::keep_derived) for app `id` at this `marker`.
@@ -269,7 +280,17 @@ impl Client {
     /// after `not_before` and after this process's last [`install`](Self::install) with that marker: one
     /// listing serves the searches of every install that needs one (see [`Listing::since`]).
     pub async fn marked(&self, marker: &str, not_before: tokio::time::Instant) -> Result<Vec<App>> {
-        self.listing().since(marker, not_before, || self.live(), |a| a.display_name.ends_with(marker)).await
+        let ours = |a: &Listed| a.display_name.ends_with(marker);
+        let found = self.listing().since(marker, not_before, || self.live(), ours).await?;
+        // Decoded: the few that carry the marker. One that does not decode is an error, not an absence: a
+        // create on top of it could make a second app.
+        found
+            .iter()
+            .map(|listed| {
+                let kept = || Error::Decode(format!("the listed app {} does not decode as kept", listed.display_name));
+                listed.app.get().ok_or_else(kept)
+            })
+            .collect()
     }
 
     /// [`install`](Self::install) of an app whose display name ends with the ownership `marker`, recorded as

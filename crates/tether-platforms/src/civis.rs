@@ -96,8 +96,32 @@ pub struct ListOptions {
 #[derive(Clone, Debug)]
 pub struct Client {
     http: Arc<Http>,
-    /// The account's services as last listed (summaries), and each one's full form as last read.
-    listing: Arc<Listing<Service, Compact<Service>>>,
+    /// The account's services as last listed (what of each summary is read later), and each one's full
+    /// form as last read.
+    listing: Arc<Listing<Listed, Compact<Service>>>,
+}
+
+/// What a listing keeps of a service's summary: what tells it changed, what finds it by its ownership
+/// marker, and its deployment, which a full form kept from an earlier read takes from it. Only these: a
+/// whole summary (its user, repository and times as a map of every field) is several times the size, and
+/// a listing holds one per service of the account.
+#[derive(Clone, Debug)]
+struct Listed {
+    id: i64,
+    marker: Option<Box<str>>,
+    description: Option<Box<str>>,
+    current_deployment: Option<Deployment>,
+}
+
+impl From<Service> for Listed {
+    fn from(summary: Service) -> Self {
+        Self {
+            id: summary.id,
+            marker: marker(&summary).map(String::into_boxed_str),
+            description: summary.description.map(String::into_boxed_str),
+            current_deployment: summary.current_deployment,
+        }
+    }
 }
 
 fn message(body: &Value) -> Option<String> {
@@ -186,7 +210,7 @@ impl Client {
         let Some(summary) = self.listing.entry(&key, max_age, || self.listing_entries()).await? else {
             return Ok(None);
         };
-        match marker(&summary).and_then(|marker| self.listing.detail(&key, &marker)?.get()) {
+        match summary.marker.as_deref().and_then(|marker| self.listing.detail(&key, marker)?.get()) {
             Some(mut service) => {
                 service.current_deployment = summary.current_deployment;
                 Ok(Some(service))
@@ -196,17 +220,18 @@ impl Client {
     }
 
     /// What a listing holds: every service, hidden ones too, by id.
-    async fn listing_entries(&self) -> Result<Vec<(String, Service)>> {
+    async fn listing_entries(&self) -> Result<Vec<(String, Listed)>> {
         let options = ListOptions { hidden: true, ..Default::default() };
-        Ok(self.list_all(&options).await?.into_iter().map(|s| (s.id.to_string(), s)).collect())
+        Ok(self.list_all(&options).await?.into_iter().map(|s| (s.id.to_string(), Listed::from(s))).collect())
     }
 
-    /// The services (summaries) whose description ends with the ownership `marker`, as of a listing
+    /// The ids of the services whose description ends with the ownership `marker`, as of a listing
     /// begun after `not_before` and after this process's last [`create`](Self::create) with that marker:
     /// one listing serves the searches of every create that needs one (see [`Listing::since`]).
-    pub async fn marked(&self, marker: &str, not_before: tokio::time::Instant) -> Result<Vec<Service>> {
-        let ours = |s: &Service| s.description.as_deref().is_some_and(|d| d.ends_with(marker));
-        self.listing.since(marker, not_before, || self.listing_entries(), ours).await
+    pub async fn marked(&self, marker: &str, not_before: tokio::time::Instant) -> Result<Vec<i64>> {
+        let ours = |s: &Listed| s.description.as_deref().is_some_and(|d| d.ends_with(marker));
+        let found = self.listing.since(marker, not_before, || self.listing_entries(), ours).await?;
+        Ok(found.into_iter().map(|s| s.id).collect())
     }
 
     /// [`create`](Self::create) of a service whose description ends with the ownership `marker`, recorded

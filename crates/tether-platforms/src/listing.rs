@@ -257,6 +257,12 @@ pub struct Compact<T> {
     of: std::marker::PhantomData<fn() -> T>,
 }
 
+impl<T> std::fmt::Debug for Compact<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Compact({} bytes)", self.json.len())
+    }
+}
+
 impl<T> Clone for Compact<T> {
     fn clone(&self) -> Self {
         Self { json: self.json.clone(), of: std::marker::PhantomData }

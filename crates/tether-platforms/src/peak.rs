@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
-use crate::listing::Listing;
+use crate::listing::{Compact, Listing};
 
 /// A webapp as `describe` and list items return it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -111,7 +111,32 @@ pub struct Client {
     http: Arc<Http>,
     /// The account's webapps as last listed: list entries are whole webapps, so a drift check needs
     /// nothing else.
-    listing: Arc<Listing<Webapp>>,
+    listing: Arc<Listing<Listed>>,
+}
+
+/// A webapp as a listing keeps it: its name, which a search by name compares without decoding, and the
+/// whole entry as its text, decoded for the one webapp a caller asks for. A listing holds one per webapp
+/// of the account, and a decoded entry (every field in a map) is several times the size of its text.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    name: Box<str>,
+    webapp: Compact<Webapp>,
+}
+
+impl Listed {
+    fn of(webapp: &Webapp) -> Self {
+        Self { name: webapp.name.as_str().into(), webapp: Compact::of(webapp) }
+    }
+
+    /// The webapp's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The webapp as listed (`None` only if its kept text does not decode: read it on its own).
+    pub fn webapp(&self) -> Option<Webapp> {
+        self.webapp.get()
+    }
 }
 
 fn message(body: &Value) -> Option<String> {
@@ -189,19 +214,19 @@ impl Client {
     /// The webapp `id` as listed at most `max_age` ago (every page of the account's webapps, one listing
     /// shared by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
     pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<Webapp>> {
-        self.listing.entry(id, max_age, || self.entries()).await
+        Ok(self.listing.entry(id, max_age, || self.entries()).await?.and_then(|listed| listed.webapp()))
     }
 
     /// The account's webapps, by id, as listed at most `max_age` ago and after `id` was last written or
     /// read on its own, when that costs no more than reading the webapps waiting on it one by one (see
     /// [`Listing::fresh`]); `None`: read `id` on its own.
-    pub async fn fresh(&self, id: &str, max_age: Duration) -> Result<Option<Arc<HashMap<String, Webapp>>>> {
+    pub async fn fresh(&self, id: &str, max_age: Duration) -> Result<Option<Arc<HashMap<String, Listed>>>> {
         self.listing.fresh(id, max_age, |items| items.div_ceil(PAGE_SIZE as usize), || self.entries()).await
     }
 
     /// What a listing holds: every webapp of the account, by id.
-    async fn entries(&self) -> Result<Vec<(String, Webapp)>> {
-        Ok(self.list_all(&[], None).await?.into_iter().map(|w| (w.id.clone(), w)).collect())
+    async fn entries(&self) -> Result<Vec<(String, Listed)>> {
+        Ok(self.list_all(&[], None).await?.iter().map(|w| (w.id.clone(), Listed::of(w))).collect())
     }
 
     /// `POST`: starts creating a webapp; returns its id.

@@ -82,7 +82,15 @@ pub struct Client {
     http: Arc<Http>,
     /// Each project's services as last listed (list items are a subset of the fields), with each one's
     /// full form as last read.
-    listings: Arc<Scoped<Service, Compact<Service>>>,
+    listings: Arc<Scoped<Listed, Compact<Service>>>,
+}
+
+/// What a listing keeps of a service's list item: only what tells it changed (its [`marker`]). The
+/// full form comes from a read kept with that marker; a whole item, every field in a map, is several
+/// times the size, and a listing holds one per service of the project.
+#[derive(Clone, Debug)]
+struct Listed {
+    marker: Option<Box<str>>,
 }
 
 /// What tells a service's list entry changed: its update time (none without one: then every drift check
@@ -158,7 +166,7 @@ impl Client {
         self.http.json(call).await
     }
 
-    fn listing(&self, project: &str) -> Arc<Listing<Service, Compact<Service>>> {
+    fn listing(&self, project: &str) -> Arc<Listing<Listed, Compact<Service>>> {
         self.listings.of(project)
     }
 
@@ -180,10 +188,11 @@ impl Client {
     pub async fn services_listed(&self, project: &str, name: &str, max_age: Duration) -> Result<Option<Service>> {
         let listing = self.listing(project);
         let list = || async {
-            Ok(self.services_list(project, None, None).await?.into_iter().map(|s| (s.name.clone(), s)).collect())
+            let items = self.services_list(project, None, None).await?.into_iter();
+            Ok(items.map(|s| (s.name.clone(), Listed { marker: marker(&s).map(String::into_boxed_str) })).collect())
         };
         let Some(item) = listing.entry(name, max_age, list).await? else { return Ok(None) };
-        match marker(&item).and_then(|marker| listing.detail(name, &marker)?.get()) {
+        match item.marker.as_deref().and_then(|marker| listing.detail(name, marker)?.get()) {
             Some(service) => Ok(Some(service)),
             None => self.services_get(project, name).await.map(Some),
         }

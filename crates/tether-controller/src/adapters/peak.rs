@@ -124,7 +124,15 @@ async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<We
         if let Some(id) = recorded
             && let Some(webapps) = client.fresh(id, cr.fresh_read_age).await?
         {
-            return Ok(webapps.values().find(|w| w.name == cr.spec.name).cloned());
+            match webapps.values().find(|w| w.name() == cr.spec.name) {
+                None => return Ok(None),
+                // An entry whose kept text does not decode is searched for on the platform below.
+                Some(listed) => {
+                    if let Some(webapp) = listed.webapp() {
+                        return Ok(Some(webapp));
+                    }
+                }
+            }
         }
         return client.find_by_name(&cr.spec.name).await;
     }
@@ -134,7 +142,7 @@ async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<We
         // or enough webapps wait on one (a mass change, the polls of writes in progress).
         let listed = match client.listed(id, cr.shared_read_age).await? {
             Some(webapp) => Some(webapp),
-            None => client.fresh(id, cr.fresh_read_age).await?.and_then(|webapps| webapps.get(id).cloned()),
+            None => client.fresh(id, cr.fresh_read_age).await?.and_then(|webapps| webapps.get(id)?.webapp()),
         };
         if let Some(webapp) = listed.filter(|w| w.name == cr.spec.name) {
             return Ok(Some(webapp));

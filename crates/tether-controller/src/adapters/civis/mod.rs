@@ -209,22 +209,22 @@ async fn find(client: &Client, cr: &Request<'_, CivisService>) -> Result<Option<
         }
     }
     // One listing serves the searches of many creates (see `Client::marked`).
-    let mut ours: Vec<Service> = client.marked(&marker(cr), cr.held_since).await?;
-    ours.sort_by_key(|s| std::cmp::Reverse(s.id));
+    let mut ours: Vec<i64> = client.marked(&marker(cr), cr.held_since).await?;
+    ours.sort_by_key(|id| std::cmp::Reverse(*id));
     if ours.len() > 1 {
-        let others: Vec<i64> = ours[1..].iter().map(|s| s.id).collect();
-        tracing::warn!(kept = ours[0].id, ?others, "several Civis services carry this resource's marker");
+        let others = &ours[1..];
+        tracing::warn!(kept = ours[0], ?others, "several Civis services carry this resource's marker");
         cr.warn(
             "DuplicateRemoteObjects",
             format!(
                 "Civis services {others:?} also carry this resource's marker; Tether keeps {} and leaves them alone",
-                ours[0].id
+                ours[0]
             ),
         );
     }
-    match ours.into_iter().next() {
+    match ours.first() {
         // The list has a summary; the comparison needs every field.
-        Some(summary) => client.get(summary.id).await.map(Some),
+        Some(id) => client.get(*id).await.map(Some),
         None => Ok(None),
     }
 }
