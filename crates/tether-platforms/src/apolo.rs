@@ -191,7 +191,7 @@ impl Client {
     /// What a listing holds: the scope's live apps by id.
     async fn live(&self) -> Result<Vec<(String, Listed)>> {
         let listed = |a: &App| Listed { display_name: a.display_name.as_str().into(), app: Compact::of(a) };
-        Ok(self.list(&LIVE_STATES).await?.iter().map(|a| (a.id.clone(), listed(a))).collect())
+        self.pages(&LIVE_STATES, |a| (a.id.clone(), listed(&a))).await
     }
 
     /// What the caller kept with [`keep_derived`](Self::keep_derived) for app `id` at this `marker`.
@@ -227,6 +227,12 @@ impl Client {
 
     /// Apps of the scope in any of `states` (all states when empty), every page.
     pub async fn list(&self, states: &[&str]) -> Result<Vec<App>> {
+        self.pages(states, |app| app).await
+    }
+
+    /// Every page of `list`, each app turned into what is kept with `keep` before the next page is asked
+    /// for.
+    async fn pages<U>(&self, states: &[&str], keep: impl Fn(App) -> U) -> Result<Vec<U>> {
         let mut out = Vec::new();
         let mut page = 1;
         loop {
@@ -239,7 +245,7 @@ impl Client {
                 call = call.query("states", state);
             }
             let answer: Page<App> = self.http.json(call).await?;
-            out.extend(answer.items);
+            out.extend(answer.items.into_iter().map(&keep));
             if page >= answer.pages {
                 return Ok(out);
             }

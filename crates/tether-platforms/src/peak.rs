@@ -191,11 +191,17 @@ impl Client {
 
     /// Every page of `list`.
     pub async fn list_all(&self, statuses: &[&str], search: Option<&str>) -> Result<Vec<Webapp>> {
+        self.pages(statuses, search, |webapp| webapp).await
+    }
+
+    /// Every page of `list`, each webapp turned into what is kept with `keep` before the next page is
+    /// asked for.
+    async fn pages<U>(&self, statuses: &[&str], search: Option<&str>, keep: impl Fn(Webapp) -> U) -> Result<Vec<U>> {
         let mut out = Vec::new();
         let mut page = 1;
         loop {
             let answer = self.list(page, PAGE_SIZE, statuses, search).await?;
-            out.extend(answer.webapps);
+            out.extend(answer.webapps.into_iter().map(&keep));
             if page >= answer.page_count {
                 return Ok(out);
             }
@@ -226,7 +232,7 @@ impl Client {
 
     /// What a listing holds: every webapp of the account, by id.
     async fn entries(&self) -> Result<Vec<(String, Listed)>> {
-        Ok(self.list_all(&[], None).await?.iter().map(|w| (w.id.clone(), Listed::of(w))).collect())
+        self.pages(&[], None, |w| (w.id.clone(), Listed::of(&w))).await
     }
 
     /// `POST`: starts creating a webapp; returns its id.

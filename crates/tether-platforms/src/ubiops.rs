@@ -93,6 +93,22 @@ struct Listed {
     marker: Option<Box<str>>,
 }
 
+/// A list item decoded for its name and [`marker`] alone, every other field skipped (a listing decodes
+/// every service of the project at once).
+#[derive(Deserialize)]
+struct Item {
+    name: String,
+    #[serde(default)]
+    time_updated: Option<String>,
+}
+
+impl From<Item> for Listed {
+    fn from(item: Item) -> Self {
+        // As `marker` reads a full form: an empty update time is none.
+        Self { marker: item.time_updated.filter(|t| !t.is_empty()).map(String::into_boxed_str) }
+    }
+}
+
 /// What tells a service's list entry changed: its update time (none without one: then every drift check
 /// reads the service in full).
 fn marker(service: &Service) -> Option<String> {
@@ -152,6 +168,16 @@ impl Client {
         labels: Option<&str>,
         deployment_version_ids: Option<&str>,
     ) -> Result<Vec<Service>> {
+        self.services_list_as(project, labels, deployment_version_ids).await
+    }
+
+    /// `services_list`, each item decoded as `T` (a whole [`Service`], or only what a listing keeps).
+    async fn services_list_as<T: serde::de::DeserializeOwned>(
+        &self,
+        project: &str,
+        labels: Option<&str>,
+        deployment_version_ids: Option<&str>,
+    ) -> Result<Vec<T>> {
         let mut call = Call::new(
             Method::GET,
             "/projects/{project_name}/services",
@@ -188,8 +214,8 @@ impl Client {
     pub async fn services_listed(&self, project: &str, name: &str, max_age: Duration) -> Result<Option<Service>> {
         let listing = self.listing(project);
         let list = || async {
-            let items = self.services_list(project, None, None).await?.into_iter();
-            Ok(items.map(|s| (s.name.clone(), Listed { marker: marker(&s).map(String::into_boxed_str) })).collect())
+            let items: Vec<Item> = self.services_list_as(project, None, None).await?;
+            Ok(items.into_iter().map(|item| (item.name.clone(), Listed::from(item))).collect())
         };
         let Some(item) = listing.entry(name, max_age, list).await? else { return Ok(None) };
         match item.marker.as_deref().and_then(|marker| listing.detail(name, marker)?.get()) {
@@ -333,4 +359,25 @@ const SERVICE: &str = "/projects/{project_name}/services/{service_name}";
 
 fn service_path(project: &str, name: &str) -> Result<String> {
     Ok(format!("projects/{}/services/{}", project_seg(project)?, segment("UbiOps service name", name)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_item_is_kept_by_the_marker_its_full_form_has() {
+        let item = serde_json::json!({
+            "id": "u-1", "name": "api", "deployment": "dep-1", "version": "v1", "port": 8080,
+            "time_created": "2026-01-01T00:00:00Z", "time_updated": "2026-01-02T00:00:00Z",
+            "labels": {"team": "risk"}, "description": "scoring",
+        });
+        let full: Service = serde_json::from_value(item.clone()).unwrap();
+        let kept: Item = serde_json::from_value(item).unwrap();
+        assert_eq!(kept.name, "api");
+        assert!(marker(&full).is_some());
+        assert_eq!(Listed::from(kept).marker.as_deref(), marker(&full).as_deref());
+        let never: Item = serde_json::from_value(serde_json::json!({"name": "b", "time_updated": ""})).unwrap();
+        assert_eq!(Listed::from(never).marker, None, "an empty update time is no marker");
+    }
 }
