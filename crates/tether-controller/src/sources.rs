@@ -36,8 +36,9 @@ pub struct Sources {
     connections: Store<Connection>,
     cluster_connections: Store<ClusterConnection>,
     secrets: Store<PartialObjectMeta<Secret>>,
-    /// Secret data as read at a resourceVersion.
-    data: Mutex<SecretData>,
+    /// Secret data as read at a resourceVersion; an entry goes when its Secret does (the outputs Secret
+    /// of every resource Tether wrote one for is here, and would otherwise outlive it).
+    data: Arc<Mutex<SecretData>>,
     changes: broadcast::Sender<Dependency>,
 }
 
@@ -51,19 +52,35 @@ impl Sources {
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
         let (connections_api, secrets_api): (Api<Connection>, Api<PartialObjectMeta<Secret>>) = scoped(&client);
-        let connections = watch(connections_api, changes.clone(), prune, |c: &Connection| {
-            let key = Dependency::Connection { namespace: c.namespace().unwrap_or_default(), name: c.name_any() };
-            (key, signature(c.metadata.generation, c.status.as_ref()))
-        });
-        let cluster_connections =
-            watch(Api::<ClusterConnection>::all(client.clone()), changes.clone(), prune, |c: &ClusterConnection| {
+        let data: Arc<Mutex<SecretData>> = Arc::default();
+        let connections = watch(
+            connections_api,
+            changes.clone(),
+            prune,
+            |_| {},
+            |c: &Connection| {
+                let key = Dependency::Connection { namespace: c.namespace().unwrap_or_default(), name: c.name_any() };
+                (key, signature(c.metadata.generation, c.status.as_ref()))
+            },
+        );
+        let cluster_connections = watch(
+            Api::<ClusterConnection>::all(client.clone()),
+            changes.clone(),
+            prune,
+            |_| {},
+            |c: &ClusterConnection| {
                 (
                     Dependency::ClusterConnection { name: c.name_any() },
                     signature(c.metadata.generation, c.status.as_ref()),
                 )
-            });
+            },
+        );
         // By metadata only: Secret data never travels on the watch.
-        let secrets = watch(secrets_api, changes.clone(), prune_secret, |s: &PartialObjectMeta<Secret>| {
+        let gone = {
+            let data = data.clone();
+            move |s: &PartialObjectMeta<Secret>| forget_data(&data, s)
+        };
+        let secrets = watch(secrets_api, changes.clone(), prune_secret, gone, |s: &PartialObjectMeta<Secret>| {
             let key = Dependency::Secret { namespace: s.namespace().unwrap_or_default(), name: s.name_any() };
             (key, s.resource_version())
         });
@@ -86,7 +103,7 @@ impl Sources {
             connections,
             cluster_connections,
             secrets,
-            data: Mutex::default(),
+            data,
             changes,
         })
     }
@@ -101,7 +118,7 @@ impl Sources {
             connections: reflector::store().0,
             cluster_connections: reflector::store().0,
             secrets: reflector::store().0,
-            data: Mutex::default(),
+            data: Arc::default(),
             changes,
         })
     }
@@ -210,6 +227,7 @@ fn watch<K>(
     api: Api<K>,
     changes: broadcast::Sender<Dependency>,
     shed: fn(&mut K),
+    gone: impl Fn(&K) + Send + 'static,
     key_and_signature: impl Fn(&K) -> (Dependency, Option<String>) + Send + 'static,
 ) -> Store<K>
 where
@@ -232,6 +250,7 @@ where
                     }
                 }
                 Ok(watcher::Event::Delete(object)) => {
+                    gone(&object);
                     let (key, _) = key_and_signature(&object);
                     published.remove(&key);
                     let _ = changes.send(key);
@@ -286,6 +305,13 @@ pub(crate) fn prune<K: kube::Resource>(object: &mut K) {
     }
 }
 
+/// Forgets the data read of a Secret the watch saw go. (A Secret gone while the watch was down, seen
+/// missing from its relist, is not reported as a delete: its entry stays until a read finds it gone.)
+fn forget_data(data: &Mutex<SecretData>, secret: &PartialObjectMeta<Secret>) {
+    let key = ObjectRef::new(&secret.name_any()).within(&secret.namespace().unwrap_or_default());
+    data.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+}
+
 /// What a Secret's metadata keeps in the store: what its readers read ([`Sources::secret_meta`],
 /// [`Sources::watched_version`]: its resourceVersion, deletion and finalizers) and its name. Every Secret
 /// in scope is in the store (the outputs Secrets of every resource among them), and its labels,
@@ -323,6 +349,19 @@ mod tests {
         assert_eq!(secret.metadata.managed_fields, None);
         assert_eq!(secret.metadata.annotations, Some([("team".to_string(), "a".to_string())].into()));
         assert_eq!(secret.metadata.finalizers, Some(vec![crate::annotations::IN_USE.to_string()]), "kept");
+    }
+
+    #[test]
+    fn the_data_read_of_a_secret_goes_with_it() {
+        let data: Mutex<SecretData> = Mutex::default();
+        let kept = |name: &str| (ObjectRef::new(name).within("team-a"), ("1".to_string(), Arc::new(Secret::default())));
+        data.lock().unwrap().extend([kept("out-a"), kept("out-b")]);
+        let mut gone: PartialObjectMeta<Secret> = PartialObjectMeta::default();
+        gone.metadata.name = Some("out-a".into());
+        gone.metadata.namespace = Some("team-a".into());
+        forget_data(&data, &gone);
+        let left: Vec<String> = data.lock().unwrap().keys().map(|k| k.name.clone()).collect();
+        assert_eq!(left, ["out-b"]);
     }
 
     #[test]
