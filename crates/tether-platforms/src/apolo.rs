@@ -371,7 +371,9 @@ impl Client {
             call = call.query("force", "true");
         }
         let uninstalled = self.http.empty(call).await;
-        self.touch(id);
+        // What was derived from its details goes now, not at the next listing (none comes once the scope's
+        // last app is gone); an uninstalling app's update time moves, so it would not be read again anyway.
+        self.listing().forget(id);
         uninstalled
     }
 

@@ -306,9 +306,15 @@ impl Client {
     /// `PUT /services/{id}/archive`.
     pub async fn archive(&self, id: i64, archived: bool) -> Result<Service> {
         let call = Call::new(Method::PUT, "/services/{id}/archive", format!("services/{id}/archive"));
-        let archived = self.http.json(call.json(&json!({ "status": archived }))?).await;
-        self.listing.touch(&id.to_string());
-        archived
+        let answer = self.http.json(call.json(&json!({ "status": archived }))?).await;
+        // An archived service leaves the listing: its kept full form would wait for the next listing to
+        // prune it, which never comes once the account's last service is gone.
+        if archived {
+            self.listing.forget(&id.to_string());
+        } else {
+            self.listing.touch(&id.to_string());
+        }
+        answer
     }
 
     /// `POST /services/{id}/clone`.

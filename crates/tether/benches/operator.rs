@@ -9,7 +9,8 @@
 //!   ratio to the floor; apply→Ready p50 and p99 (from each create's answer to the watch showing it Ready);
 //! - per resource, for create, change and delete: platform calls (reads and writes, the simulators' own
 //!   counts) and Tether's API writes (kube-apiserver's count of PATCH/PUT/POST on the kinds, their
-//!   status, Secrets and Events, less the benchmark's own);
+//!   status, Secrets and Events, less the benchmark's own), and API reads by verb and resource (GET and
+//!   LIST of the kinds, Connections, Secrets, Events and namespaces, the benchmark's own polls among them);
 //! - steady state, per resource and drift period: platform calls, API reads (GET and LIST of anything)
 //!   and API writes;
 //! - operator peak RSS, its CPU seconds per phase, and the control plane's.
@@ -354,6 +355,9 @@ async fn run(options: Options) {
             "platform_calls_per_resource": per(c.platform_reads + c.platform_writes),
             "platform_writes_per_resource": per(c.platform_writes),
             "api_writes_per_resource": per(c.api_writes.saturating_sub(bench_writes)),
+            // Every GET and LIST of what Tether reads, the benchmark's own polls among them: the breakdown
+            // by verb and resource tells them apart (the benchmark lists its kinds; Tether GETs Secrets).
+            "api_reads_by_resource": c.reads.iter().map(|(k, v)| (k.clone(), json!(per(*v)))).collect::<serde_json::Map<String, Value>>(),
             "reconciles_per_resource": per(c.reconciles.values().sum()),
             "reconciles_by_kind": c.reconciles.iter().filter(|(_, v)| **v > 0).map(|(k, v)| (k.clone(), json!(*v))).collect::<serde_json::Map<String, Value>>(),
             "platform_calls_per_resource_by_route":
@@ -484,6 +488,9 @@ fn print_table(r: &Value) {
             f(&p["operator_cpu_seconds"]),
             f(&p["control_plane_cpu_seconds"])
         );
+    }
+    for phase in ["create", "change", "delete"] {
+        println!("{phase}: API reads per resource, by verb and resource: {}", r[phase]["api_reads_by_resource"]);
     }
     let s = &r["steady"];
     println!(
