@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
-use crate::listing::{Compact, Listing, Scoped};
+use crate::listing::{Keyed, Listing, Scoped};
 
 /// Apps per page of a listing: the server's default (the SDK never sends `size`).
 const SERVER_PAGE_SIZE: usize = 50;
@@ -82,15 +82,9 @@ pub struct Client {
     listings: Arc<Scoped<Listed, Derived>>,
 }
 
-/// An app as a listing keeps it: its display name, which a search by ownership marker compares without
-/// decoding, and the whole entry as its text, decoded for the one app a caller asks for. A listing holds
-/// one per live app of the scope, and a decoded entry (every field in a map) is several times the size
-/// of its text.
-#[derive(Clone, Debug)]
-struct Listed {
-    display_name: Box<str>,
-    app: Compact<App>,
-}
+/// An app as a listing keeps it: keyed by its display name, which carries the ownership marker a search
+/// looks for.
+type Listed = Keyed<App>;
 
 /// What a caller derived from an app's details, kept with its listing (see [`Client::derived`]).
 pub type Derived = Arc<dyn std::any::Any + Send + Sync>;
@@ -177,7 +171,7 @@ impl Client {
     /// App `id` as of a listing of the scope's live apps begun at most `max_age` ago (one listing shared
     /// by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
     pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<App>> {
-        Ok(self.listing().entry(id, max_age, || self.live()).await?.and_then(|listed| listed.app.get()))
+        Ok(self.listing().entry(id, max_age, || self.live()).await?.and_then(|listed| listed.get()))
     }
 
     /// App `id` as of a young listing of the scope's live apps begun after Tether last wrote or read it,
@@ -185,13 +179,12 @@ impl Client {
     /// [`Listing::fresh`]); `None`: read it on its own (an app the listing lacks may be uninstalled).
     pub async fn fresh(&self, id: &str, max_age: Duration) -> Result<Option<App>> {
         let pages = |apps: usize| apps.div_ceil(SERVER_PAGE_SIZE);
-        Ok(self.listing().fresh(id, max_age, pages, || self.live()).await?.and_then(|apps| apps.get(id)?.app.get()))
+        Ok(self.listing().fresh(id, max_age, pages, || self.live()).await?.and_then(|apps| apps.get(id)?.get()))
     }
 
     /// What a listing holds: the scope's live apps by id.
     async fn live(&self) -> Result<Vec<(String, Listed)>> {
-        let listed = |a: &App| Listed { display_name: a.display_name.as_str().into(), app: Compact::of(a) };
-        self.pages(&LIVE_STATES, |a| (a.id.clone(), listed(&a))).await
+        self.pages(&LIVE_STATES, |a| (a.id.clone(), Listed::of(&a.display_name, &a))).await
     }
 
     /// What the caller kept with [`keep_derived`](Self::keep_derived) for app `id` at this `marker`.
@@ -286,15 +279,15 @@ impl Client {
     /// after `not_before` and after this process's last [`install`](Self::install) with that marker: one
     /// listing serves the searches of every install that needs one (see [`Listing::since`]).
     pub async fn marked(&self, marker: &str, not_before: tokio::time::Instant) -> Result<Vec<App>> {
-        let ours = |a: &Listed| a.display_name.ends_with(marker);
+        let ours = |a: &Listed| a.key().ends_with(marker);
         let found = self.listing().since(marker, not_before, || self.live(), ours).await?;
         // Decoded: the few that carry the marker. One that does not decode is an error, not an absence: a
         // create on top of it could make a second app.
         found
             .iter()
             .map(|listed| {
-                let kept = || Error::Decode(format!("the listed app {} does not decode as kept", listed.display_name));
-                listed.app.get().ok_or_else(kept)
+                let kept = || Error::Decode(format!("the listed app {} does not decode as kept", listed.key()));
+                listed.get().ok_or_else(kept)
             })
             .collect()
     }

@@ -281,6 +281,44 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Compact<T> {
     }
 }
 
+/// A listing entry kept as its [`Compact`] text, with the one field a search over the whole listing
+/// compares (a name, an ownership marker's carrier) beside it, so that search decodes no entry. A listing
+/// holds one entry per object of the account, and a decoded entry (every field in a map) takes several
+/// times the room of its text; the one entry a caller asks for is decoded then.
+pub struct Keyed<T> {
+    key: Box<str>,
+    entry: Compact<T>,
+}
+
+impl<T> Clone for Keyed<T> {
+    fn clone(&self) -> Self {
+        Self { key: self.key.clone(), entry: self.entry.clone() }
+    }
+}
+
+impl<T> std::fmt::Debug for Keyed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyed").field("key", &self.key).field("entry", &self.entry).finish()
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Keyed<T> {
+    /// `entry` as kept, with its `key`.
+    pub fn of(key: &str, entry: &T) -> Self {
+        Self { key: key.into(), entry: Compact::of(entry) }
+    }
+
+    /// The field kept beside the entry.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The entry (`None` only if its kept text does not decode: then the caller reads it on its own).
+    pub fn get(&self) -> Option<T> {
+        self.entry.get()
+    }
+}
+
 /// One [`Listing`] per scope of an account (an Apolo project, a UbiOps project), made when first used.
 pub struct Scoped<T, D = ()>(Mutex<HashMap<String, Arc<Listing<T, D>>>>);
 

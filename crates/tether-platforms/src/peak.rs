@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::http::{Call, Dialect, Http, HttpConfig, MAX_PAGES, Secret, segment, too_many_pages};
-use crate::listing::{Compact, Listing};
+use crate::listing::{Keyed, Listing};
 
 /// A webapp as `describe` and list items return it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -114,30 +114,8 @@ pub struct Client {
     listing: Arc<Listing<Listed>>,
 }
 
-/// A webapp as a listing keeps it: its name, which a search by name compares without decoding, and the
-/// whole entry as its text, decoded for the one webapp a caller asks for. A listing holds one per webapp
-/// of the account, and a decoded entry (every field in a map) is several times the size of its text.
-#[derive(Clone, Debug)]
-pub struct Listed {
-    name: Box<str>,
-    webapp: Compact<Webapp>,
-}
-
-impl Listed {
-    fn of(webapp: &Webapp) -> Self {
-        Self { name: webapp.name.as_str().into(), webapp: Compact::of(webapp) }
-    }
-
-    /// The webapp's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The webapp as listed (`None` only if its kept text does not decode: read it on its own).
-    pub fn webapp(&self) -> Option<Webapp> {
-        self.webapp.get()
-    }
-}
+/// A webapp as a listing keeps it: keyed by its name, which a delete's search by name compares.
+pub type Listed = Keyed<Webapp>;
 
 fn message(body: &Value) -> Option<String> {
     ["message", "detail"].iter().find_map(|k| body.get(*k)?.as_str()).map(str::to_string)
@@ -220,7 +198,7 @@ impl Client {
     /// The webapp `id` as listed at most `max_age` ago (every page of the account's webapps, one listing
     /// shared by every caller), or `None` when a listing cannot tell (see [`Listing::entry`]).
     pub async fn listed(&self, id: &str, max_age: Duration) -> Result<Option<Webapp>> {
-        Ok(self.listing.entry(id, max_age, || self.entries()).await?.and_then(|listed| listed.webapp()))
+        Ok(self.listing.entry(id, max_age, || self.entries()).await?.and_then(|listed| listed.get()))
     }
 
     /// The account's webapps, by id, as listed at most `max_age` ago and after `id` was last written or
@@ -232,7 +210,7 @@ impl Client {
 
     /// What a listing holds: every webapp of the account, by id.
     async fn entries(&self) -> Result<Vec<(String, Listed)>> {
-        self.pages(&[], None, |w| (w.id.clone(), Listed::of(&w))).await
+        self.pages(&[], None, |w| (w.id.clone(), Listed::of(&w.name, &w))).await
     }
 
     /// `POST`: starts creating a webapp; returns its id.

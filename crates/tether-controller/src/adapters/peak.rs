@@ -124,11 +124,11 @@ async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<We
         if let Some(id) = recorded
             && let Some(webapps) = client.fresh(id, cr.fresh_read_age).await?
         {
-            match webapps.values().find(|w| w.name() == cr.spec.name) {
+            match webapps.values().find(|w| w.key() == cr.spec.name) {
                 None => return Ok(None),
                 // An entry whose kept text does not decode is searched for on the platform below.
                 Some(listed) => {
-                    if let Some(webapp) = listed.webapp() {
+                    if let Some(webapp) = listed.get() {
                         return Ok(Some(webapp));
                     }
                 }
@@ -142,7 +142,7 @@ async fn find(client: &Client, cr: &Request<'_, PeakWebapp>) -> Result<Option<We
         // or enough webapps wait on one (a mass change, the polls of writes in progress).
         let listed = match client.listed(id, cr.shared_read_age).await? {
             Some(webapp) => Some(webapp),
-            None => client.fresh(id, cr.fresh_read_age).await?.and_then(|webapps| webapps.get(id)?.webapp()),
+            None => client.fresh(id, cr.fresh_read_age).await?.and_then(|webapps| webapps.get(id)?.get()),
         };
         if let Some(webapp) = listed.filter(|w| w.name == cr.spec.name) {
             return Ok(Some(webapp));
