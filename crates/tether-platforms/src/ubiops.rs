@@ -104,15 +104,19 @@ struct Item {
 
 impl From<Item> for Listed {
     fn from(item: Item) -> Self {
-        // As `marker` reads a full form: an empty update time is none.
-        Self { marker: item.time_updated.filter(|t| !t.is_empty()).map(String::into_boxed_str) }
+        Self { marker: marker_of(item.time_updated).map(String::into_boxed_str) }
     }
 }
 
 /// What tells a service's list entry changed: its update time (none without one: then every drift check
 /// reads the service in full).
 fn marker(service: &Service) -> Option<String> {
-    service.time_updated.clone().filter(|t| !t.is_empty())
+    marker_of(service.time_updated.clone())
+}
+
+/// [`marker`] from the update time alone, as a list item has it: an empty one is none.
+fn marker_of(time_updated: Option<String>) -> Option<String> {
+    time_updated.filter(|t| !t.is_empty())
 }
 
 fn message(body: &Value) -> Option<String> {
